@@ -1,0 +1,19 @@
+"""Error types. Every user mistake surfaces as one of these with a one-line message saying what to do."""
+
+from __future__ import annotations
+
+
+class TformerError(Exception):
+    """Base class for errors caused by user input (config, files, arguments)."""
+
+
+class ConfigError(TformerError, ValueError):
+    """An invalid configuration value or an unknown preset/architecture."""
+
+
+class CheckpointError(TformerError, ValueError):
+    """Missing, unexpected, mismatched or unsafe weights in a checkpoint directory."""
+
+
+class DataError(TformerError, ValueError):
+    """Empty, missing, or undecodable input data."""

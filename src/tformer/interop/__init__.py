@@ -1,0 +1,1 @@
+"""Import of Hugging Face checkpoints: one converter module per family, each an explicit key map."""

@@ -1,0 +1,94 @@
+"""Shared pieces of the Hugging Face converters: renaming by rules, fusing q/k/v, config helpers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from tformer.errors import CheckpointError, ConfigError
+
+Tensors = dict[str, torch.Tensor]
+
+# Hugging Face activation names -> tformer's
+ACTIVATIONS = {
+    "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu": "gelu",
+    "relu": "relu", "silu": "silu", "swish": "silu",
+}
+
+
+def activation_from_hf(name: str) -> str:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ConfigError(f"unsupported activation {name!r}; supported: {', '.join(ACTIVATIONS)}") from None
+
+
+def require(hf: dict[str, Any], key: str) -> Any:
+    if key not in hf:
+        raise ConfigError(f"Hugging Face config.json lacks {key!r}")
+    return hf[key]
+
+
+def strip_prefix(tensors: Tensors, prefixes: Iterable[str]) -> Tensors:
+    """Drop the first matching prefix from every key (e.g. ``transformer.`` in GPT2LMHeadModel files)."""
+    out = {}
+    for name, t in tensors.items():
+        for p in prefixes:
+            if name.startswith(p):
+                name = name[len(p):]
+                break
+        out[name] = t
+    return out
+
+
+Rule = tuple[str, str, Callable[[torch.Tensor], torch.Tensor] | None]
+
+
+def rename(tensors: Tensors, rules: list[Rule], ignore: Iterable[str] = (), source: str = "checkpoint") -> Tensors:
+    """Rename every tensor by the first regex rule that matches it (with an optional transform).
+
+    A tensor no rule and no ``ignore`` pattern matches is an error naming it.
+    Example rule: ``(r"h\\.(\\d+)\\.ln_1\\.(weight|bias)", r"body.layers.\\1.attn_norm.\\2", None)``.
+    """
+    compiled = [(re.compile(p + r"\Z"), repl, fn) for p, repl, fn in rules]
+    ignored = [re.compile(p + r"\Z") for p in ignore]
+    out: Tensors = {}
+    for name, t in tensors.items():
+        for pattern, repl, fn in compiled:
+            if pattern.match(name):
+                out[pattern.sub(repl, name)] = fn(t) if fn else t
+                break
+        else:
+            if not any(p.match(name) for p in ignored):
+                raise CheckpointError(f"{source} has weight {name!r} that tformer cannot map for this architecture")
+    return out
+
+
+def fuse_qkv(tensors: Tensors, n_layers: int, src: str, dst: str, names=("q", "k", "v")) -> Tensors:
+    """Concatenate separate q/k/v projections into tformer's fused ``qkv_proj``.
+
+    ``src`` is a pattern with ``{i}`` (layer) and ``{p}`` (projection name), e.g.
+    ``"model.layers.{i}.self_attn.{p}_proj"``; ``dst`` has ``{i}``. Weights and biases both.
+    """
+    out = dict(tensors)
+    for i in range(n_layers):
+        for kind in ("weight", "bias"):
+            keys = [f"{src.format(i=i, p=p)}.{kind}" for p in names]
+            present = [k in out for k in keys]
+            if not any(present):
+                continue
+            if not all(present):
+                missing = keys[present.index(False)]
+                raise CheckpointError(f"checkpoint is missing weight {missing!r}")
+            out[f"{dst.format(i=i)}.{kind}"] = torch.cat([out.pop(k) for k in keys], dim=0)
+    return out
+
+
+def drop_tied(tensors: Tensors, name: str, tied: bool) -> Tensors:
+    """Remove an output head that the model ties to its embedding (files may or may not store it)."""
+    if tied:
+        tensors.pop(name, None)
+    return tensors

@@ -1,0 +1,157 @@
+"""Saving and loading model directories: tformer's own format and Hugging Face's.
+
+A directory holds ``config.json`` and ``model.safetensors``. tformer's config.json has ``"format": "tformer"``;
+anything with ``"architectures"`` / ``"model_type"`` is converted by ``tformer.interop``. Weights are read only
+through safetensors or ``torch.load(weights_only=True)``: pickled code is never executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tformer import __version__
+from tformer.config import ModelConfig
+from tformer.errors import CheckpointError, ConfigError
+
+FORMAT = "tformer"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def atomic_write(path: str | Path, write, suffix: str = ".tmp") -> None:
+    """Write a file via a temporary sibling and ``os.replace``, so readers never see a partial file.
+
+    ``write`` is called with the temporary path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with tied tensors kept once (under their first name), contiguous, detached."""
+    seen: dict[tuple[int, int, tuple], str] = {}
+    out: dict[str, torch.Tensor] = {}
+    for name, t in model.state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if key in seen:
+            continue
+        seen[key] = name
+        out[name] = t.detach().contiguous()
+    return out
+
+
+def tied_aliases(model: torch.nn.Module) -> set[str]:
+    """State-dict names that are aliases of an earlier tensor (tied weights)."""
+    return set(model.state_dict()) - set(unique_state_dict(model))
+
+
+def save_pretrained(model, path: str | Path) -> None:
+    """Write ``config.json`` and ``model.safetensors`` into directory ``path``, each atomically."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path} exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = unique_state_dict(model)
+    atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tformer_version": __version__,
+            "model": model.config.to_dict()}
+    atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a directory: model.safetensors, a sharded safetensors index, or pytorch_model.bin."""
+    single, index, pickle = path / WEIGHTS_NAME, path / "model.safetensors.index.json", path / "pytorch_model.bin"
+    if single.is_file():
+        return load_file(single)
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        out: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            out.update(load_file(path / shard))
+        return out
+    if pickle.is_file():
+        try:
+            return torch.load(pickle, map_location="cpu", weights_only=True)
+        except Exception as e:  # weights_only refuses arbitrary objects
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"refusing to load {pickle}: it is not a plain tensor file ({first})") from None
+    raise CheckpointError(
+        f"no weights in {path}: expected {WEIGHTS_NAME}, model.safetensors.index.json or pytorch_model.bin"
+    )
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Copy ``tensors`` into ``model``, refusing missing, unexpected or mis-shaped tensors by name."""
+    expected = model.state_dict()
+    aliases = tied_aliases(model)
+    missing = sorted(set(expected) - set(tensors) - aliases)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{source} is missing weight {missing[0]!r}{more}")
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise CheckpointError(f"{source} has unexpected weight {unexpected[0]!r}{more} that the model does not use")
+    for name, t in tensors.items():
+        if tuple(t.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"shape mismatch for {name!r}: {source} has {tuple(t.shape)}, the model expects "
+                f"{tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(tensors, strict=False)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    cfg_path = path / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path} has no {CONFIG_NAME}; is it a model directory?")
+    try:
+        return json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
+
+
+def from_pretrained(path: str | Path, *, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None, attn_impl: str | None = None):
+    """Load a model directory (tformer or Hugging Face format) and return the model in eval mode."""
+    from tformer.models import build
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model directory {path} does not exist")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a directory; pass a directory holding config.json and weights")
+    raw = read_config(path)
+    if raw.get("format") == FORMAT:
+        if raw.get("format_version", 1) > FORMAT_VERSION:
+            raise CheckpointError(f"{path} was written by a newer tformer (format {raw['format_version']}); upgrade")
+        config = ModelConfig.from_dict(raw["model"])
+        model = build(config, init=False)
+        load_weights(model, read_weights(path), source=str(path / WEIGHTS_NAME))
+    elif "architectures" in raw or "model_type" in raw:
+        from tformer.interop import hf
+
+        model = hf.load_hf_directory(path, raw)
+    else:
+        raise ConfigError(f"{path / CONFIG_NAME} is neither a tformer nor a Hugging Face config")
+    if dtype is not None or device is not None:
+        model.to(device=device, dtype=dtype)
+    if attn_impl is not None:
+        model.set_attn_impl(attn_impl)
+    return model.eval()

@@ -1,0 +1,121 @@
+"""What every tformer model shares: its config, caches, attention backend switch, save and generate.
+
+Loading, saving and generation live in their own modules; the methods here only delegate to them so
+that users' Hugging Face habits (``model.save_pretrained``, ``model.generate``) carry over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tformer.config import ModelConfig
+from tformer.nn.attention import ATTN_IMPLS, Attention
+from tformer.nn.kv_cache import KVCache, RollingKVCache, StaticKV
+from tformer.nn.stack import TransformerStack
+
+
+class TransformerModel(nn.Module):
+    """Base class of the three families."""
+
+    config: ModelConfig
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    # --- structure -------------------------------------------------------------------------------
+    def stacks(self) -> list[TransformerStack]:
+        return [m for m in self.modules() if isinstance(m, TransformerStack)]
+
+    def decoder_stack(self) -> TransformerStack:
+        """The stack that generates tokens (the decoder); caches live here."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Unique parameters (tied weights counted once)."""
+        seen: set[int] = set()
+        total = 0
+        for name, p in self.named_parameters():
+            if id(p) in seen or (exclude_embeddings and "embed" in name):
+                continue
+            seen.add(id(p))
+            total += p.numel()
+        return total
+
+    def set_attn_impl(self, impl: str) -> TransformerModel:
+        """Switch every attention layer to ``"sdpa"`` (fused) or ``"reference"`` (readable, weights)."""
+        if impl not in ATTN_IMPLS:
+            raise ValueError(f"unknown attention backend {impl!r}; choose one of {', '.join(ATTN_IMPLS)}")
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.impl = impl
+        self.config.attn_impl = impl
+        return self
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> TransformerModel:
+        for stack in self.stacks():
+            stack.gradient_checkpointing = enabled
+        return self
+
+    # --- caches ----------------------------------------------------------------------------------
+    def setup_caches(self, batch_size: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None,
+                     device: torch.device | str | None = None) -> None:
+        """Preallocate the decoder's key/value caches for ``batch_size`` sequences of ``max_seq_len`` tokens.
+
+        Sliding-window models get ring buffers of the window size. Cross-attention gets a slot for
+        keys/values computed once from the encoder output.
+        """
+        cfg = self.config
+        max_seq_len = max_seq_len or cfg.max_seq_len
+        if cfg.position in ("learned", "sinusoidal") and max_seq_len > cfg.max_seq_len:
+            raise ValueError(f"max_seq_len={max_seq_len} exceeds the model's context of {cfg.max_seq_len} tokens")
+        dtype, device = dtype or self.dtype, device or self.device
+        window = cfg.sliding_window
+        for block in self.decoder_stack().layers:
+            if window is not None and window < max_seq_len:
+                block.attn.cache = RollingKVCache(batch_size, cfg.n_kv_heads, window, cfg.head_dim, dtype, device)
+            else:
+                block.attn.cache = KVCache(batch_size, cfg.n_kv_heads, max_seq_len, cfg.head_dim, dtype, device)
+            if block.cross_attn is not None:
+                block.cross_attn.cache = StaticKV()
+
+    def reset_caches(self) -> None:
+        """Empty the caches (keep the buffers) before a new sequence."""
+        for m in self.modules():
+            if isinstance(m, (KVCache, StaticKV)):
+                m.reset()
+
+    def clear_caches(self) -> None:
+        """Free the caches and return to uncached forward passes."""
+        for block in self.decoder_stack().layers:
+            block.attn.cache = None
+            if block.cross_attn is not None:
+                block.cross_attn.cache = None
+
+    def cache_nbytes(self) -> int:
+        return sum(m.nbytes() for m in self.modules() if isinstance(m, KVCache))
+
+    # --- delegation ------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` to a directory (atomically)."""
+        from tformer.io import save_pretrained
+
+        save_pretrained(self, path)
+
+    def generate(self, input_ids: torch.Tensor, **kwargs: Any):
+        """Autoregressive generation; see ``tformer.generation.generate`` for the options."""
+        from tformer.generation import generate
+
+        return generate(self, input_ids, **kwargs)

@@ -1,0 +1,103 @@
+"""Preallocated key/value caches for incremental decoding.
+
+Buffers are allocated once by ``setup_caches`` and written in place at ``input_pos``; nothing grows by
+concatenation. Shapes: B batch, Hkv key/value heads, S slots, D head_dim; ``input_pos`` (T,) absolute positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class KVCache(nn.Module):
+    """One slot per absolute position, 0 .. max_seq_len-1."""
+
+    def __init__(self, batch_size: int, n_kv_heads: int, max_seq_len: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        shape = (batch_size, n_kv_heads, max_seq_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.max_seq_len = max_seq_len
+
+    def key_positions(self, input_pos: torch.Tensor) -> torch.Tensor:
+        """Absolute positions of the keys that ``update`` will return for these queries: (S,)."""
+        end = int(input_pos.max()) + 1
+        if end > self.max_seq_len:
+            raise ValueError(f"position {end - 1} is past the cache's max_seq_len={self.max_seq_len}")
+        return torch.arange(end, device=input_pos.device)
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, Hkv, T, D) at ``input_pos`` and return the keys/values of positions 0..max(input_pos)."""
+        self.k[:, :, input_pos] = k
+        self.v[:, :, input_pos] = v
+        end = int(input_pos.max()) + 1
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search): row i becomes old row index[i]."""
+        self.k.copy_(self.k.index_select(0, index))
+        self.v.copy_(self.v.index_select(0, index))
+
+    def reset(self) -> None:
+        self.k.zero_()
+        self.v.zero_()
+
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+
+class RollingKVCache(KVCache):
+    """A ring buffer of ``window`` slots for sliding-window attention: exact past the window.
+
+    Position p lives in slot p % window. A single-token step writes first (evicting p - window, which the
+    window already hides) and attends over the ring; a multi-token chunk attends over the ring plus the
+    chunk, then keeps the chunk's last ``window`` tokens.
+    """
+
+    def __init__(self, batch_size: int, n_kv_heads: int, window: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+        super().__init__(batch_size, n_kv_heads, window, head_dim, dtype, device)
+        self.window = window
+        self.register_buffer("positions", torch.full((window,), -1, dtype=torch.long, device=device),
+                             persistent=False)
+
+    def key_positions(self, input_pos: torch.Tensor) -> torch.Tensor:
+        if input_pos.numel() == 1:
+            pos = self.positions.clone()
+            pos[input_pos % self.window] = input_pos
+            return pos
+        return torch.cat([self.positions, input_pos])
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if input_pos.numel() == 1:
+            slot = input_pos % self.window
+            self.k[:, :, slot], self.v[:, :, slot], self.positions[slot] = k, v, input_pos
+            return self.k, self.v
+        k_all, v_all = torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
+        keep = slice(-min(self.window, input_pos.numel()), None)
+        slots = input_pos[keep] % self.window
+        self.k[:, :, slots], self.v[:, :, slots] = k[:, :, keep], v[:, :, keep]
+        self.positions[slots] = input_pos[keep]
+        return k_all, v_all
+
+    def reset(self) -> None:
+        super().reset()
+        self.positions.fill_(-1)
+
+
+class StaticKV(nn.Module):
+    """Cross-attention keys/values: computed from the encoder output once per input, reused every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def reorder(self, index: torch.Tensor) -> None:
+        if self.k is not None:
+            self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+
+    def reset(self) -> None:
+        self.k = self.v = None

@@ -1,0 +1,106 @@
+"""A stack of Transformer blocks: embeddings, masks and position signals computed once, blocks, final norm.
+
+Used as the decoder-only body, the encoder, and the decoder of an encoder-decoder. Shapes: B batch,
+T tokens in this call, S keys (T without cache; all cached positions with one).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from tformer.nn.block import TransformerBlock
+from tformer.nn.embedding import InputEmbedding
+from tformer.nn.masks import build_attention_mask, padding_at, padding_mask_bias
+from tformer.nn.positions import RotaryEmbedding
+
+
+class TransformerStack(nn.Module):
+    """embed -> blocks -> final norm.
+
+    Args:
+        embed: the input embedding.
+        layers: the blocks.
+        final_norm: a norm after the last block, or None.
+        causal: causal self-attention (decoders) or bidirectional (encoders).
+        sliding_window: restrict self-attention to the last W keys.
+        rotary: RoPE, applied to q and k in every layer.
+        position_bias: a module mapping (q_pos (T,), k_pos (S,)) to an additive (1, H, T, S) bias
+            (ALiBi, T5 relative buckets), computed once and shared by every layer.
+    """
+
+    def __init__(self, embed: InputEmbedding, layers: list[TransformerBlock], final_norm: nn.Module | None, *,
+                 causal: bool, sliding_window: int | None = None, rotary: RotaryEmbedding | None = None,
+                 position_bias: nn.Module | None = None) -> None:
+        super().__init__()
+        self.embed = embed
+        self.layers = nn.ModuleList(layers)
+        self.norm = final_norm
+        self.causal, self.sliding_window = causal, sliding_window
+        self.rotary, self.position_bias = rotary, position_bias
+        self.gradient_checkpointing = False
+
+    @property
+    def caching(self) -> bool:
+        return self.layers[0].attn.cache is not None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_pos: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor | None, torch.Tensor | None]] | None]:
+        """Run the stack on input_ids (B, T).
+
+        Args:
+            attention_mask: (B, L) 1 for real tokens, 0 for padding. Without a cache L = T; with one it covers
+                every position so far (L > max(input_pos)), as in Hugging Face generation.
+            position_ids: (B, T) positions for embeddings/RoPE; default ``input_pos``.
+            input_pos: (T,) absolute positions of these tokens (cache slots); default 0..T-1.
+            memory: (B, S_enc, d_model) encoder output for cross-attention; memory_mask (B, S_enc).
+
+        Returns:
+            hidden states (B, T, d_model), and per-layer (self, cross) attention weights when asked.
+        """
+        B, T = input_ids.shape
+        device = input_ids.device
+        aligned = input_pos is None and not self.caching
+        if input_pos is None:
+            if self.caching:
+                raise ValueError("a model with caches set up needs input_pos (the positions of these tokens)")
+            input_pos = torch.arange(T, device=device)
+        if position_ids is None:
+            position_ids = input_pos[None].expand(B, T)
+        x = self.embed(input_ids, position_ids, token_type_ids)
+
+        k_pos = self.layers[0].attn.cache.key_positions(input_pos) if self.caching else input_pos
+        bias = self.position_bias(input_pos, k_pos) if self.position_bias is not None else None
+        key_padding = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            key_padding = padding_at(attention_mask, k_pos)
+        mask, is_causal = build_attention_mask(
+            input_pos, k_pos, causal=self.causal, dtype=x.dtype, sliding_window=self.sliding_window,
+            key_padding=key_padding, bias=bias, aligned=aligned,
+        )
+        rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+        cross_mask = padding_mask_bias(memory_mask, x.dtype) if memory is not None else None
+
+        attentions = [] if output_attentions else None
+        for layer in self.layers:
+            kwargs = dict(mask=mask, is_causal=is_causal, rope=rope, input_pos=input_pos, memory=memory,
+                          memory_mask=cross_mask, need_weights=output_attentions)
+            if self.gradient_checkpointing and self.training:
+                x, weights = checkpoint(lambda h, layer=layer, kw=kwargs: layer(h, **kw), x, use_reentrant=False)
+            else:
+                x, weights = layer(x, **kwargs)
+            if attentions is not None:
+                attentions.append(weights)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x, attentions

@@ -1,0 +1,1 @@
+"""Training: data pipelines, losses, optimisers and schedules, the loop, checkpoints, distributed."""

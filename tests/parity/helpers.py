@@ -1,0 +1,41 @@
+"""Shared machinery of the Hugging Face parity tests: build, save, load, compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import tformer
+
+ATOL_REL = 1e-5  # max abs difference relative to the output scale
+
+
+def save_and_load(hf_model, directory: Path, attn_impl: str = "sdpa"):
+    """Save an HF model with save_pretrained and load it back through tformer.from_pretrained."""
+    hf_model.save_pretrained(directory)
+    return tformer.from_pretrained(directory, attn_impl=attn_impl)
+
+
+def assert_close_scaled(ours: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None,
+                        rel: float = ATOL_REL) -> None:
+    """max |ours - ref| <= rel * max |ref| over the positions selected by ``mask`` (B, T)."""
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    if mask is not None:
+        sel = mask.bool()
+        ours, ref = ours[sel], ref[sel]
+    scale = ref.abs().max().clamp(min=1.0)
+    diff = (ours - ref).abs().max()
+    assert diff <= rel * scale, f"max abs diff {diff:.3g} > {rel:g} * scale {scale:.3g}"
+
+
+def right_padded_batch(vocab: int, lengths: list[int], pad_id: int, seed: int = 0):
+    """input_ids (B, T) with random tokens and right padding, and the matching 1/0 attention mask."""
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.randint(3, vocab, (len(lengths), T), generator=g)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+        ids[i, n:] = pad_id
+    return ids, mask
