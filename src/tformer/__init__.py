@@ -1,9 +1,9 @@
 """tformer: the Transformer from scratch in PyTorch.
 
-    import tformer
-    model = tformer.build("gpt-tiny")              # fresh weights from a preset or a ModelConfig
-    model = tformer.from_pretrained("path/to/dir")  # tformer or Hugging Face directory, eval mode
-    tok = tformer.load_tokenizer("path/to/dir")
+import tformer
+model = tformer.build("gpt-tiny")              # fresh weights from a preset or a ModelConfig
+model = tformer.from_pretrained("path/to/dir")  # tformer or Hugging Face directory, eval mode
+tok = tformer.load_tokenizer("path/to/dir")
 """
 
 __version__ = "0.1.0"
@@ -23,6 +23,17 @@ def load_tokenizer(path):
 
 
 __all__ = [
-    "PRESETS", "CheckpointError", "ConfigError", "DataError", "ModelConfig", "ModelOutput", "TformerError",
-    "__version__", "build", "from_pretrained", "get_preset", "load_tokenizer", "save_pretrained",
+    "PRESETS",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "ModelConfig",
+    "ModelOutput",
+    "TformerError",
+    "__version__",
+    "build",
+    "from_pretrained",
+    "get_preset",
+    "load_tokenizer",
+    "save_pretrained",
 ]

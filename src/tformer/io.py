@@ -69,14 +69,22 @@ def save_pretrained(model, path: str | Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     tensors = unique_state_dict(model)
     atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tformer_version": __version__,
-            "model": model.config.to_dict()}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tformer_version": __version__,
+        "model": model.config.to_dict(),
+    }
     atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a directory: model.safetensors, a sharded safetensors index, or pytorch_model.bin."""
-    single, index, pickle = path / WEIGHTS_NAME, path / "model.safetensors.index.json", path / "pytorch_model.bin"
+    single, index, pickle = (
+        path / WEIGHTS_NAME,
+        path / "model.safetensors.index.json",
+        path / "pytorch_model.bin",
+    )
     if single.is_file():
         return load_file(single)
     if index.is_file():
@@ -90,13 +98,17 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             return torch.load(pickle, map_location="cpu", weights_only=True)
         except Exception as e:  # weights_only refuses arbitrary objects
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"refusing to load {pickle}: it is not a plain tensor file ({first})") from None
+            raise CheckpointError(
+                f"refusing to load {pickle}: it is not a plain tensor file ({first})"
+            ) from None
     raise CheckpointError(
         f"no weights in {path}: expected {WEIGHTS_NAME}, model.safetensors.index.json or pytorch_model.bin"
     )
 
 
-def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+def load_weights(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
     """Copy ``tensors`` into ``model``, refusing missing, unexpected or mis-shaped tensors by name."""
     expected = model.state_dict()
     aliases = tied_aliases(model)
@@ -107,7 +119,9 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(f"{source} has unexpected weight {unexpected[0]!r}{more} that the model does not use")
+        raise CheckpointError(
+            f"{source} has unexpected weight {unexpected[0]!r}{more} that the model does not use"
+        )
     for name, t in tensors.items():
         if tuple(t.shape) != tuple(expected[name].shape):
             raise CheckpointError(
@@ -127,8 +141,13 @@ def read_config(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
 
 
-def from_pretrained(path: str | Path, *, device: torch.device | str | None = None,
-                    dtype: torch.dtype | None = None, attn_impl: str | None = None):
+def from_pretrained(
+    path: str | Path,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    attn_impl: str | None = None,
+):
     """Load a model directory (tformer or Hugging Face format) and return the model in eval mode."""
     from tformer.models import build
 
@@ -140,7 +159,9 @@ def from_pretrained(path: str | Path, *, device: torch.device | str | None = Non
     raw = read_config(path)
     if raw.get("format") == FORMAT:
         if raw.get("format_version", 1) > FORMAT_VERSION:
-            raise CheckpointError(f"{path} was written by a newer tformer (format {raw['format_version']}); upgrade")
+            raise CheckpointError(
+                f"{path} was written by a newer tformer (format {raw['format_version']}); upgrade"
+            )
         config = ModelConfig.from_dict(raw["model"])
         model = build(config, init=False)
         load_weights(model, read_weights(path), source=str(path / WEIGHTS_NAME))

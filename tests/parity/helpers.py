@@ -17,8 +17,9 @@ def save_and_load(hf_model, directory: Path, attn_impl: str = "sdpa"):
     return tformer.from_pretrained(directory, attn_impl=attn_impl)
 
 
-def assert_close_scaled(ours: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None,
-                        rel: float = ATOL_REL) -> None:
+def assert_close_scaled(
+    ours: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None, rel: float = ATOL_REL
+) -> None:
     """max |ours - ref| <= rel * max |ref| over the positions selected by ``mask`` (B, T)."""
     assert ours.shape == ref.shape, (ours.shape, ref.shape)
     if mask is not None:

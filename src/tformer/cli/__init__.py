@@ -42,8 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (TformerError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError, UnicodeDecodeError) as e:
+    except (
+        TformerError,
+        ValueError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+        UnicodeDecodeError,
+    ) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"tformer: error: {msg}", file=sys.stderr)
         return 2

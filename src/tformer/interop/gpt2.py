@@ -15,15 +15,26 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
             raise ConfigError(f"GPT-2 option {flag}=true is not supported")
     d = require(hf, "n_embd")
     return ModelConfig(
-        arch="decoder", vocab_size=require(hf, "vocab_size"), d_model=d, n_layers=require(hf, "n_layer"),
-        n_heads=require(hf, "n_head"), d_ff=hf.get("n_inner") or 4 * d, max_seq_len=hf.get("n_positions", 1024),
-        position="learned", norm="layernorm", norm_eps=hf.get("layer_norm_epsilon", 1e-5), norm_placement="pre",
+        arch="decoder",
+        vocab_size=require(hf, "vocab_size"),
+        d_model=d,
+        n_layers=require(hf, "n_layer"),
+        n_heads=require(hf, "n_head"),
+        d_ff=hf.get("n_inner") or 4 * d,
+        max_seq_len=hf.get("n_positions", 1024),
+        position="learned",
+        norm="layernorm",
+        norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+        norm_placement="pre",
         activation=activation_from_hf(hf.get("activation_function", "gelu_new")),
         attn_scale=None if hf.get("scale_attn_weights", True) else 1.0,
         tie_word_embeddings=hf.get("tie_word_embeddings", True),
-        dropout=hf.get("resid_pdrop", 0.1), attn_dropout=hf.get("attn_pdrop", 0.1),
-        bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
-        pad_token_id=hf.get("pad_token_id"), extra={"hf_architecture": architecture},
+        dropout=hf.get("resid_pdrop", 0.1),
+        attn_dropout=hf.get("attn_pdrop", 0.1),
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=hf.get("eos_token_id"),
+        pad_token_id=hf.get("pad_token_id"),
+        extra={"hf_architecture": architecture},
     )
 
 

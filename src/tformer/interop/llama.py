@@ -26,19 +26,35 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
     heads = require(hf, "num_attention_heads")
     window = hf.get("sliding_window") if architecture == "MistralForCausalLM" else None
     return ModelConfig(
-        arch="decoder", vocab_size=require(hf, "vocab_size"), d_model=require(hf, "hidden_size"),
-        n_layers=require(hf, "num_hidden_layers"), n_heads=heads,
-        n_kv_heads=hf.get("num_key_value_heads") or heads, head_dim=hf.get("head_dim"),
-        d_ff=require(hf, "intermediate_size"), max_seq_len=hf.get("max_position_embeddings", 2048),
-        position="rope", rope_theta=theta, rope_scaling=scaling,
-        norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1e-6), norm_bias=False, norm_placement="pre",
-        activation=activation_from_hf(hf.get("hidden_act", "silu")), gated_ffn=True,
-        attn_bias=hf.get("attention_bias", False), attn_out_bias=hf.get("attention_bias", False),
-        ffn_bias=hf.get("mlp_bias", False), sliding_window=window,
+        arch="decoder",
+        vocab_size=require(hf, "vocab_size"),
+        d_model=require(hf, "hidden_size"),
+        n_layers=require(hf, "num_hidden_layers"),
+        n_heads=heads,
+        n_kv_heads=hf.get("num_key_value_heads") or heads,
+        head_dim=hf.get("head_dim"),
+        d_ff=require(hf, "intermediate_size"),
+        max_seq_len=hf.get("max_position_embeddings", 2048),
+        position="rope",
+        rope_theta=theta,
+        rope_scaling=scaling,
+        norm="rmsnorm",
+        norm_eps=hf.get("rms_norm_eps", 1e-6),
+        norm_bias=False,
+        norm_placement="pre",
+        activation=activation_from_hf(hf.get("hidden_act", "silu")),
+        gated_ffn=True,
+        attn_bias=hf.get("attention_bias", False),
+        attn_out_bias=hf.get("attention_bias", False),
+        ffn_bias=hf.get("mlp_bias", False),
+        sliding_window=window,
         tie_word_embeddings=hf.get("tie_word_embeddings", False),
-        dropout=0.0, attn_dropout=hf.get("attention_dropout", 0.0),
-        bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
-        pad_token_id=hf.get("pad_token_id"), extra={"hf_architecture": architecture},
+        dropout=0.0,
+        attn_dropout=hf.get("attention_dropout", 0.0),
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=hf.get("eos_token_id"),
+        pad_token_id=hf.get("pad_token_id"),
+        extra={"hf_architecture": architecture},
     )
 
 
@@ -58,6 +74,8 @@ IGNORE = [r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq", r"model\.rotar
 
 
 def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
-    tensors = fuse_qkv(tensors, config.n_layers, "model.layers.{i}.self_attn.{p}_proj", "model.layers.{i}.qkv")
+    tensors = fuse_qkv(
+        tensors, config.n_layers, "model.layers.{i}.self_attn.{p}_proj", "model.layers.{i}.qkv"
+    )
     tensors = drop_tied(tensors, "lm_head.weight", config.tie_word_embeddings)
     return rename(tensors, RULES, IGNORE, source=f"{architecture} checkpoint")

@@ -70,8 +70,13 @@ class TransformerModel(nn.Module):
         return self
 
     # --- caches ----------------------------------------------------------------------------------
-    def setup_caches(self, batch_size: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None,
-                     device: torch.device | str | None = None) -> None:
+    def setup_caches(
+        self,
+        batch_size: int,
+        max_seq_len: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         """Preallocate the decoder's key/value caches for ``batch_size`` sequences of ``max_seq_len`` tokens.
 
         Sliding-window models get ring buffers of the window size. Cross-attention gets a slot for
@@ -80,14 +85,20 @@ class TransformerModel(nn.Module):
         cfg = self.config
         max_seq_len = max_seq_len or cfg.max_seq_len
         if cfg.position in ("learned", "sinusoidal") and max_seq_len > cfg.max_seq_len:
-            raise ValueError(f"max_seq_len={max_seq_len} exceeds the model's context of {cfg.max_seq_len} tokens")
+            raise ValueError(
+                f"max_seq_len={max_seq_len} exceeds the model's context of {cfg.max_seq_len} tokens"
+            )
         dtype, device = dtype or self.dtype, device or self.device
         window = cfg.sliding_window
         for block in self.decoder_stack().layers:
             if window is not None and window < max_seq_len:
-                block.attn.cache = RollingKVCache(batch_size, cfg.n_kv_heads, window, cfg.head_dim, dtype, device)
+                block.attn.cache = RollingKVCache(
+                    batch_size, cfg.n_kv_heads, window, cfg.head_dim, dtype, device
+                )
             else:
-                block.attn.cache = KVCache(batch_size, cfg.n_kv_heads, max_seq_len, cfg.head_dim, dtype, device)
+                block.attn.cache = KVCache(
+                    batch_size, cfg.n_kv_heads, max_seq_len, cfg.head_dim, dtype, device
+                )
             if block.cross_attn is not None:
                 block.cross_attn.cache = StaticKV()
 

@@ -28,14 +28,29 @@ def norm_factory(cfg: ModelConfig):
 
 
 def make_attention(cfg: ModelConfig, cross: bool = False) -> Attention:
-    return Attention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, qkv_bias=cfg.attn_bias,
-                     out_bias=cfg.attn_out_bias, scale=cfg.attention_scale, dropout=cfg.attn_dropout, cross=cross)
+    return Attention(
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.head_dim,
+        qkv_bias=cfg.attn_bias,
+        out_bias=cfg.attn_out_bias,
+        scale=cfg.attention_scale,
+        dropout=cfg.attn_dropout,
+        cross=cross,
+    )
 
 
 def make_block(cfg: ModelConfig, cross: bool = False) -> TransformerBlock:
     ffn = make_feedforward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.gated_ffn, cfg.ffn_bias)
-    return TransformerBlock(make_attention(cfg), ffn, norm_factory(cfg), placement=cfg.norm_placement,
-                            dropout=cfg.dropout, cross_attn=make_attention(cfg, cross=True) if cross else None)
+    return TransformerBlock(
+        make_attention(cfg),
+        ffn,
+        norm_factory(cfg),
+        placement=cfg.norm_placement,
+        dropout=cfg.dropout,
+        cross_attn=make_attention(cfg, cross=True) if cross else None,
+    )
 
 
 def make_embedding(cfg: ModelConfig, tok: nn.Embedding) -> InputEmbedding:
@@ -54,15 +69,23 @@ def make_embedding(cfg: ModelConfig, tok: nn.Embedding) -> InputEmbedding:
     )
 
 
-def make_stack(cfg: ModelConfig, tok: nn.Embedding, n_layers: int, *, causal: bool, cross: bool = False) -> TransformerStack:
+def make_stack(
+    cfg: ModelConfig, tok: nn.Embedding, n_layers: int, *, causal: bool, cross: bool = False
+) -> TransformerStack:
     """Embeddings, n_layers blocks and the final norm, with the configured position scheme."""
-    rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling) if cfg.position == "rope" else None
+    rotary = (
+        RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling) if cfg.position == "rope" else None
+    )
     bias: nn.Module | None = None
     if cfg.position == "alibi":
         bias = ALiBiBias(cfg.n_heads)
     elif cfg.position == "t5_relative":
-        bias = T5RelativeBias(cfg.n_heads, cfg.relative_attention_num_buckets,
-                              cfg.relative_attention_max_distance, bidirectional=not causal)
+        bias = T5RelativeBias(
+            cfg.n_heads,
+            cfg.relative_attention_num_buckets,
+            cfg.relative_attention_max_distance,
+            bidirectional=not causal,
+        )
     return TransformerStack(
         make_embedding(cfg, tok),
         [make_block(cfg, cross=cross) for _ in range(n_layers)],

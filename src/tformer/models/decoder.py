@@ -42,8 +42,12 @@ class DecoderLM(TransformerModel):
             position_ids: (B, T) positions (default: ``input_pos``, i.e. 0..T-1).
             input_pos: (T,) positions of these tokens in the cache (required when caches are set up).
         """
-        h, attn = self.body(input_ids, attention_mask, position_ids, input_pos=input_pos,
-                            output_attentions=output_attentions)
+        h, attn = self.body(
+            input_ids, attention_mask, position_ids, input_pos=input_pos, output_attentions=output_attentions
+        )
         attentions, _ = split_attentions(attn)
-        return ModelOutput(logits=self.lm_head(h), last_hidden_state=h if output_hidden_states else None,
-                           attentions=attentions)
+        return ModelOutput(
+            logits=self.lm_head(h),
+            last_hidden_state=h if output_hidden_states else None,
+            attentions=attentions,
+        )

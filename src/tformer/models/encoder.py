@@ -58,7 +58,9 @@ class EncoderModel(TransformerModel):
             if config.tie_word_embeddings:
                 self.head.decoder.weight = tok.weight
         elif config.head in ("classification", "token_classification"):
-            self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.d_model, config.num_labels))
+            self.head = nn.Sequential(
+                nn.Dropout(config.dropout), nn.Linear(config.d_model, config.num_labels)
+            )
 
     def decoder_stack(self) -> TransformerStack:
         raise ValueError("an encoder-only model does not generate; use a decoder or encoder-decoder model")
@@ -72,8 +74,9 @@ class EncoderModel(TransformerModel):
         output_attentions: bool = False,
     ) -> ModelOutput:
         """input_ids (B, T), attention_mask (B, T), token_type_ids (B, T) segment ids."""
-        h, attn = self.body(input_ids, attention_mask, position_ids, token_type_ids,
-                            output_attentions=output_attentions)
+        h, attn = self.body(
+            input_ids, attention_mask, position_ids, token_type_ids, output_attentions=output_attentions
+        )
         pooled = self.pooler(h) if self.pooler is not None else None
         logits = None
         if self.config.head == "mlm":

@@ -30,8 +30,12 @@ class EncoderDecoderLM(TransformerModel):
     def decoder_stack(self) -> TransformerStack:
         return self.decoder
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               output_attentions: bool = False) -> torch.Tensor:
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> torch.Tensor:
         """Source ids (B, S) -> memory (B, S, d_model)."""
         memory, _ = self.encoder(input_ids, attention_mask, output_attentions=output_attentions)
         return memory
@@ -49,13 +53,20 @@ class EncoderDecoderLM(TransformerModel):
 
         ``memory_mask`` (B, S) is the source attention mask; ``input_pos`` (T,) the cache positions.
         """
-        h, attn = self.decoder(decoder_input_ids, decoder_attention_mask, input_pos=input_pos, memory=memory,
-                               memory_mask=memory_mask, output_attentions=output_attentions)
+        h, attn = self.decoder(
+            decoder_input_ids,
+            decoder_attention_mask,
+            input_pos=input_pos,
+            memory=memory,
+            memory_mask=memory_mask,
+            output_attentions=output_attentions,
+        )
         # T5 folds d_model**-0.5 into the tied projection's input
         scaled = h * self.config.d_model**-0.5 if self.config.scale_decoder_outputs else h
         attentions, cross = split_attentions(attn)
-        return ModelOutput(logits=self.lm_head(scaled), last_hidden_state=h, attentions=attentions,
-                           cross_attentions=cross)
+        return ModelOutput(
+            logits=self.lm_head(scaled), last_hidden_state=h, attentions=attentions, cross_attentions=cross
+        )
 
     def forward(
         self,
@@ -68,9 +79,16 @@ class EncoderDecoderLM(TransformerModel):
     ) -> ModelOutput:
         """Teacher-forced pass: source (B, S) and decoder input (B, T) -> logits (B, T, vocab)."""
         if decoder_input_ids is None:
-            raise ValueError("decoder_input_ids is required (the target shifted right, starting with the start token)")
+            raise ValueError(
+                "decoder_input_ids is required (the target shifted right, starting with the start token)"
+            )
         memory = encoder_outputs if encoder_outputs is not None else self.encode(input_ids, attention_mask)
-        out = self.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask,
-                          output_attentions=output_attentions)
+        out = self.decode(
+            decoder_input_ids,
+            memory,
+            attention_mask,
+            decoder_attention_mask,
+            output_attentions=output_attentions,
+        )
         out.encoder_last_hidden_state = memory
         return out

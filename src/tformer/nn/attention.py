@@ -27,14 +27,23 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 
 
 def reference_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
-    scale: float, dropout_p: float = 0.0,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    scale: float,
+    dropout_p: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T * scale + mask) v, spelled out. Returns (output (B, H, T, D), weights (B, H, T, S))."""
+    """softmax(q k^T * scale + mask) v, spelled out. Returns (output (B, H, T, D), weights (B, H, T, S)).
+
+    ``is_causal`` applies only when ``mask`` is None (a given mask already encodes causality), as in the
+    fused path.
+    """
     n_rep = q.shape[1] // k.shape[1]
     k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
     scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, T, S)
-    if is_causal:
+    if is_causal and mask is None:
         T, S = scores.shape[-2:]
         future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu(S - T + 1)
         scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
@@ -47,13 +56,24 @@ def reference_attention(
 
 
 def fused_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
-    scale: float, dropout_p: float = 0.0,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    scale: float,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """The same computation through PyTorch's fused scaled_dot_product_attention."""
     n_rep = q.shape[1] // k.shape[1]
     return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal and mask is None, scale=scale,
+        q,
+        k,
+        v,
+        attn_mask=mask,
+        dropout_p=dropout_p,
+        is_causal=is_causal and mask is None,
+        scale=scale,
         enable_gqa=n_rep > 1,
     )
 
@@ -71,8 +91,19 @@ class Attention(nn.Module):
         dropout: on the attention probabilities. cross: cross-attention.
     """
 
-    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, head_dim: int, *, qkv_bias: bool = True,
-                 out_bias: bool = True, scale: float | None = None, dropout: float = 0.0, cross: bool = False):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int,
+        head_dim: int,
+        *,
+        qkv_bias: bool = True,
+        out_bias: bool = True,
+        scale: float | None = None,
+        dropout: float = 0.0,
+        cross: bool = False,
+    ):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.scale = scale if scale is not None else head_dim**-0.5
@@ -104,7 +135,11 @@ class Attention(nn.Module):
                 self.cache.k, self.cache.v = k, v
             return q, k, v
         q, k, v = self.qkv_proj(x).split([self.n_heads * self.head_dim, kv_dim, kv_dim], dim=-1)
-        q, k, v = self._heads(q, self.n_heads), self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)
+        q, k, v = (
+            self._heads(q, self.n_heads),
+            self._heads(k, self.n_kv_heads),
+            self._heads(v, self.n_kv_heads),
+        )
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if self.cache is not None:

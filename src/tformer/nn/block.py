@@ -17,8 +17,16 @@ from tformer.nn.attention import Attention
 class TransformerBlock(nn.Module):
     """One layer. Variants come from the components passed in, not from flags inside."""
 
-    def __init__(self, attn: Attention, ffn: nn.Module, make_norm: Callable[[], nn.Module], *,
-                 placement: str = "pre", dropout: float = 0.0, cross_attn: Attention | None = None) -> None:
+    def __init__(
+        self,
+        attn: Attention,
+        ffn: nn.Module,
+        make_norm: Callable[[], nn.Module],
+        *,
+        placement: str = "pre",
+        dropout: float = 0.0,
+        cross_attn: Attention | None = None,
+    ) -> None:
         super().__init__()
         if placement not in ("pre", "post"):
             raise ValueError(f"norm placement must be 'pre' or 'post', got {placement!r}")
@@ -31,7 +39,9 @@ class TransformerBlock(nn.Module):
         self.ffn_norm, self.ffn = make_norm(), ffn
         self.dropout = nn.Dropout(dropout)
 
-    def _residual(self, x: torch.Tensor, norm: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def _residual(
+        self, x: torch.Tensor, norm: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         if self.pre_norm:
             return x + self.dropout(fn(norm(x)))
         return norm(x + self.dropout(fn(x)))
@@ -52,8 +62,9 @@ class TransformerBlock(nn.Module):
         weights: list[torch.Tensor | None] = [None, None]
 
         def self_attention(h: torch.Tensor) -> torch.Tensor:
-            out, weights[0] = self.attn(h, mask=mask, is_causal=is_causal, rope=rope, input_pos=input_pos,
-                                        need_weights=need_weights)
+            out, weights[0] = self.attn(
+                h, mask=mask, is_causal=is_causal, rope=rope, input_pos=input_pos, need_weights=need_weights
+            )
             return out
 
         def cross_attention(h: torch.Tensor) -> torch.Tensor:

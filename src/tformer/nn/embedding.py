@@ -13,15 +13,29 @@ class InputEmbedding(nn.Module):
     here). ``tok`` may be shared with another stack (encoder-decoder) or tied to the output head.
     """
 
-    def __init__(self, tok: nn.Embedding, *, scale: float = 1.0, positions: nn.Module | None = None,
-                 token_types: nn.Embedding | None = None, norm: nn.Module | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        tok: nn.Embedding,
+        *,
+        scale: float = 1.0,
+        positions: nn.Module | None = None,
+        token_types: nn.Embedding | None = None,
+        norm: nn.Module | None = None,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.tok, self.scale, self.positions, self.token_types, self.norm = tok, scale, positions, token_types, norm
+        self.tok, self.scale, self.positions, self.token_types, self.norm = (
+            tok,
+            scale,
+            positions,
+            token_types,
+            norm,
+        )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """input_ids, position_ids, token_type_ids: (B, T) -> (B, T, d_model)."""
         x = self.tok(input_ids)
         if self.scale != 1.0:

@@ -13,8 +13,15 @@ from torch import nn
 class KVCache(nn.Module):
     """One slot per absolute position, 0 .. max_seq_len-1."""
 
-    def __init__(self, batch_size: int, n_kv_heads: int, max_seq_len: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        n_kv_heads: int,
+        max_seq_len: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         shape = (batch_size, n_kv_heads, max_seq_len, head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
@@ -28,7 +35,9 @@ class KVCache(nn.Module):
             raise ValueError(f"position {end - 1} is past the cache's max_seq_len={self.max_seq_len}")
         return torch.arange(end, device=input_pos.device)
 
-    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, Hkv, T, D) at ``input_pos`` and return the keys/values of positions 0..max(input_pos)."""
         self.k[:, :, input_pos] = k
         self.v[:, :, input_pos] = v
@@ -56,12 +65,20 @@ class RollingKVCache(KVCache):
     chunk, then keeps the chunk's last ``window`` tokens.
     """
 
-    def __init__(self, batch_size: int, n_kv_heads: int, window: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        n_kv_heads: int,
+        window: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__(batch_size, n_kv_heads, window, head_dim, dtype, device)
         self.window = window
-        self.register_buffer("positions", torch.full((window,), -1, dtype=torch.long, device=device),
-                             persistent=False)
+        self.register_buffer(
+            "positions", torch.full((window,), -1, dtype=torch.long, device=device), persistent=False
+        )
 
     def key_positions(self, input_pos: torch.Tensor) -> torch.Tensor:
         if input_pos.numel() == 1:
@@ -70,7 +87,9 @@ class RollingKVCache(KVCache):
             return pos
         return torch.cat([self.positions, input_pos])
 
-    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if input_pos.numel() == 1:
             slot = input_pos % self.window
             self.k[:, :, slot], self.v[:, :, slot], self.positions[slot] = k, v, input_pos

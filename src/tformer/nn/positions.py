@@ -49,7 +49,9 @@ class SinusoidalPositionalEmbedding(nn.Module):
         return self.table[position_ids]
 
 
-def rope_inverse_frequencies(head_dim: int, theta: float, scaling: dict[str, Any] | None = None) -> torch.Tensor:
+def rope_inverse_frequencies(
+    head_dim: int, theta: float, scaling: dict[str, Any] | None = None
+) -> torch.Tensor:
     """theta^(-2i/D) for i < D/2, with optional Llama-3 frequency scaling. Shape (D/2,), fp32."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
     if not scaling or scaling.get("rope_type", "default") == "default":
@@ -120,7 +122,9 @@ class ALiBiBias(nn.Module):
         return (-self.slopes[:, None, None] * distance)[None]
 
 
-def t5_relative_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
+def t5_relative_bucket(
+    relative: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int
+) -> torch.Tensor:
     """Map relative positions (key - query) to buckets: exact for small distances, log-spaced up to
     ``max_distance``, everything beyond shares the last bucket. Causal (unidirectional) mode maps all
     future keys to bucket 0.
@@ -137,9 +141,14 @@ def t5_relative_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets:
     max_exact = num_buckets // 2
     is_small = distance < max_exact
     # log-spaced buckets; distance 0 is in the exact half so log(0) never reaches the result
-    large = max_exact + (
-        torch.log(distance.float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
-    ).long()
+    large = (
+        max_exact
+        + (
+            torch.log(distance.float() / max_exact)
+            / math.log(max_distance / max_exact)
+            * (num_buckets - max_exact)
+        ).long()
+    )
     large = large.clamp(max=num_buckets - 1)
     return buckets + torch.where(is_small, distance, large)
 
@@ -147,7 +156,9 @@ def t5_relative_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets:
 class T5RelativeBias(nn.Module):
     """T5's learned scalar bias per (bucket, head), shared by all layers of a stack."""
 
-    def __init__(self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
+    def __init__(
+        self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True
+    ):
         super().__init__()
         self.embedding = nn.Embedding(num_buckets, n_heads)
         self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional

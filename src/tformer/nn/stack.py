@@ -30,9 +30,17 @@ class TransformerStack(nn.Module):
             (ALiBi, T5 relative buckets), computed once and shared by every layer.
     """
 
-    def __init__(self, embed: InputEmbedding, layers: list[TransformerBlock], final_norm: nn.Module | None, *,
-                 causal: bool, sliding_window: int | None = None, rotary: RotaryEmbedding | None = None,
-                 position_bias: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        embed: InputEmbedding,
+        layers: list[TransformerBlock],
+        final_norm: nn.Module | None,
+        *,
+        causal: bool,
+        sliding_window: int | None = None,
+        rotary: RotaryEmbedding | None = None,
+        position_bias: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.embed = embed
         self.layers = nn.ModuleList(layers)
@@ -85,18 +93,33 @@ class TransformerStack(nn.Module):
         if attention_mask is not None and not bool(attention_mask.all()):
             key_padding = padding_at(attention_mask, k_pos)
         mask, is_causal = build_attention_mask(
-            input_pos, k_pos, causal=self.causal, dtype=x.dtype, sliding_window=self.sliding_window,
-            key_padding=key_padding, bias=bias, aligned=aligned,
+            input_pos,
+            k_pos,
+            causal=self.causal,
+            dtype=x.dtype,
+            sliding_window=self.sliding_window,
+            key_padding=key_padding,
+            bias=bias,
+            aligned=aligned,
         )
         rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         cross_mask = padding_mask_bias(memory_mask, x.dtype) if memory is not None else None
 
         attentions = [] if output_attentions else None
         for layer in self.layers:
-            kwargs = dict(mask=mask, is_causal=is_causal, rope=rope, input_pos=input_pos, memory=memory,
-                          memory_mask=cross_mask, need_weights=output_attentions)
+            kwargs = dict(
+                mask=mask,
+                is_causal=is_causal,
+                rope=rope,
+                input_pos=input_pos,
+                memory=memory,
+                memory_mask=cross_mask,
+                need_weights=output_attentions,
+            )
             if self.gradient_checkpointing and self.training:
-                x, weights = checkpoint(lambda h, layer=layer, kw=kwargs: layer(h, **kw), x, use_reentrant=False)
+                x, weights = checkpoint(
+                    lambda h, layer=layer, kw=kwargs: layer(h, **kw), x, use_reentrant=False
+                )
             else:
                 x, weights = layer(x, **kwargs)
             if attentions is not None:
