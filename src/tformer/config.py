@@ -79,6 +79,8 @@ class ModelConfig:
     activation: Activation = "gelu"
     gated_ffn: bool = False  # SwiGLU (silu) / GeGLU (gelu): act(x W_gate) * (x W_up)
     ffn_bias: bool = True
+    n_experts: int = 0  # > 0: a sparse mixture of experts replaces each feed-forward network
+    n_experts_per_token: int = 2  # top-k routing
 
     # embeddings and output
     embed_scale: bool = False  # multiply token embeddings by sqrt(d_model) (2017 paper, Marian)
@@ -142,6 +144,10 @@ class ModelConfig:
             raise ConfigError(f"sliding_window must be a positive integer or None, got {self.sliding_window}")
         if self.norm_eps <= 0:
             raise ConfigError(f"norm_eps must be positive, got {self.norm_eps}")
+        if self.n_experts < 0 or (self.n_experts and not 1 <= self.n_experts_per_token <= self.n_experts):
+            raise ConfigError(
+                f"n_experts_per_token={self.n_experts_per_token} must be between 1 and n_experts={self.n_experts}"
+            )
         if self.arch != "encoder" and self.head != "none":
             raise ConfigError(f"head={self.head!r} applies only to arch='encoder'")
         if self.head in ("classification", "token_classification") and self.num_labels < 1:

@@ -24,6 +24,7 @@ def _category(module: torch.nn.Module) -> str | None:
         FeedForward,
         GatedFeedForward,
         LearnedPositionalEmbedding,
+        MoEFeedForward,
         RMSNorm,
         T5RelativeBias,
     )
@@ -34,7 +35,7 @@ def _category(module: torch.nn.Module) -> str | None:
         return "norms"
     if isinstance(module, Attention):
         return "attention"
-    if isinstance(module, (FeedForward, GatedFeedForward)):
+    if isinstance(module, (FeedForward, GatedFeedForward, MoEFeedForward)):
         return "ffn"
     if isinstance(module, torch.nn.Embedding):
         return "embeddings"
@@ -59,8 +60,18 @@ def parameters_by_component(model: torch.nn.Module) -> dict[str, int]:
 
 
 def linear_params(model: torch.nn.Module) -> int:
-    """Weights of every matrix multiply per token (nn.Linear), the tied LM head included."""
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    """Weights of the matrix multiplies each token goes through (nn.Linear), the tied LM head included;
+    of a mixture of experts only the router and the k experts a token uses."""
+    from tformer.nn.moe import MoEFeedForward
+
+    total = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    for m in model.modules():
+        if isinstance(m, MoEFeedForward):
+            per_expert = sum(
+                lin.weight.numel() for lin in m.experts[0].modules() if isinstance(lin, torch.nn.Linear)
+            )
+            total -= (len(m.experts) - m.top_k) * per_expert
+    return total
 
 
 @dataclass

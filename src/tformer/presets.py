@@ -178,6 +178,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "norm_eps": 1e-5,
         "sliding_window": 4096,
     },
+    "mixtral-8x7b": {
+        **_LLAMA,
+        "vocab_size": 32000,
+        "d_model": 4096,
+        "n_layers": 32,
+        "n_heads": 32,
+        "n_kv_heads": 8,
+        "d_ff": 14336,
+        "max_seq_len": 32768,
+        "norm_eps": 1e-5,
+        "rope_theta": 1e6,
+        "n_experts": 8,
+        "n_experts_per_token": 2,
+    },
     # tiny presets: well under 1M parameters, for tests and seconds-long demos
     "gpt-tiny": {
         **_GPT2,
@@ -199,6 +213,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_kv_heads": 2,
         "d_ff": 172,
         "norm_eps": 1e-6,
+    },
+    "mixtral-tiny": {
+        **_LLAMA,
+        **_TINY,
+        "vocab_size": 512,
+        "n_layers": 2,
+        "n_kv_heads": 2,
+        "d_ff": 96,
+        "norm_eps": 1e-6,
+        "n_experts": 4,
+        "n_experts_per_token": 2,
     },
     "mistral-tiny": {
         **_LLAMA,

@@ -127,3 +127,16 @@ def test_cache_nbytes_formula():
     model.setup_caches(3, 20, dtype=torch.bfloat16)
     cfg = model.config
     assert model.cache_nbytes() == 3 * cfg.n_layers * 2 * cfg.n_kv_heads * cfg.head_dim * 20 * 2
+
+
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope", "alibi", "t5_relative", "none"])
+def test_every_position_scheme_decodes_with_the_cache_as_without(position):
+    torch.manual_seed(0)
+    model = tformer.build("gpt-tiny", position=position).eval()
+    ids = torch.randint(0, 500, (2, 9))
+    with torch.no_grad():
+        full = model(ids).logits
+        model.setup_caches(2, 16)
+        steps = [model(ids[:, :4], input_pos=torch.arange(4)).logits]
+        steps += [model(ids[:, t : t + 1], input_pos=torch.tensor([t])).logits for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)

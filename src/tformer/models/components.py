@@ -20,6 +20,7 @@ from tformer.nn import (
     make_feedforward,
     make_norm,
 )
+from tformer.nn.moe import MoEFeedForward
 
 
 def norm_factory(cfg: ModelConfig):
@@ -42,7 +43,18 @@ def make_attention(cfg: ModelConfig, cross: bool = False) -> Attention:
 
 
 def make_block(cfg: ModelConfig, cross: bool = False) -> TransformerBlock:
-    ffn = make_feedforward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.gated_ffn, cfg.ffn_bias)
+    if cfg.n_experts:
+        ffn: nn.Module = MoEFeedForward(
+            cfg.d_model,
+            cfg.d_ff,
+            cfg.n_experts,
+            cfg.n_experts_per_token,
+            cfg.activation,
+            cfg.gated_ffn,
+            cfg.ffn_bias,
+        )
+    else:
+        ffn = make_feedforward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.gated_ffn, cfg.ffn_bias)
     return TransformerBlock(
         make_attention(cfg),
         ffn,

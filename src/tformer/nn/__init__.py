@@ -6,6 +6,7 @@ from tformer.nn.embedding import InputEmbedding
 from tformer.nn.feedforward import FeedForward, GatedFeedForward, get_activation, make_feedforward
 from tformer.nn.kv_cache import KVCache, RollingKVCache, StaticKV
 from tformer.nn.masks import allowed_positions, build_attention_mask
+from tformer.nn.moe import MoEFeedForward, load_balancing_loss
 from tformer.nn.norms import RMSNorm, make_norm
 from tformer.nn.positions import (
     ALiBiBias,
@@ -28,6 +29,8 @@ __all__ = [
     "InputEmbedding",
     "KVCache",
     "LearnedPositionalEmbedding",
+    "MoEFeedForward",
+    "load_balancing_loss",
     "RMSNorm",
     "RollingKVCache",
     "RotaryEmbedding",
