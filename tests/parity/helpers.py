@@ -11,6 +11,16 @@ import tformer
 ATOL_REL = 1e-5  # max abs difference relative to the output scale
 
 
+@torch.no_grad()
+def perturb(model: torch.nn.Module, std: float = 0.05) -> None:
+    """Move every parameter (and BART's zero final_logits_bias buffer) off Hugging Face's init, whose zero
+    biases and unit norms would hide a mis-mapped tensor."""
+    for p in model.parameters():
+        p.add_(torch.randn_like(p) * std)
+    if hasattr(model, "final_logits_bias"):
+        model.final_logits_bias.normal_()
+
+
 def save_and_load(hf_model, directory: Path, attn_impl: str = "sdpa"):
     """Save an HF model with save_pretrained and load it back through tformer.from_pretrained."""
     hf_model.save_pretrained(directory)

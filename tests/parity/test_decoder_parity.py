@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.parity.helpers import assert_close_scaled, right_padded_batch, save_and_load
+from tests.parity.helpers import assert_close_scaled, perturb, right_padded_batch, save_and_load
 
 transformers = pytest.importorskip("transformers")
 
@@ -70,6 +70,7 @@ def models(tmp_path_factory):
     out = {}
     for name, make in FAMILIES.items():
         hf = make().eval()
+        perturb(hf)
         d = tmp_path_factory.mktemp(name)
         out[name] = (hf, {impl: save_and_load(hf, d, impl) for impl in ("sdpa", "reference")})
     return out

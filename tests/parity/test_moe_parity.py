@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.parity.helpers import assert_close_scaled, right_padded_batch, save_and_load
+from tests.parity.helpers import assert_close_scaled, perturb, right_padded_batch, save_and_load
 
 transformers = pytest.importorskip("transformers")
 
@@ -26,6 +26,7 @@ def mixtral(tmp_path_factory):
         pad_token_id=0,
     )
     hf = transformers.MixtralForCausalLM(cfg).eval()
+    perturb(hf)
     d = tmp_path_factory.mktemp("mixtral")
     return hf, {impl: save_and_load(hf, d, impl) for impl in ("sdpa", "reference")}
 

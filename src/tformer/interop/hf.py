@@ -16,6 +16,7 @@ ARCHITECTURES = {
     "GPT2LMHeadModel": "gpt2",
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "llama",
+    "MixtralForCausalLM": "mixtral",
     "BertModel": "bert",
     "BertForMaskedLM": "bert",
     "BertForSequenceClassification": "bert",
@@ -28,8 +29,10 @@ ARCHITECTURES = {
 def architecture_of(raw: dict[str, Any]) -> str:
     archs = raw.get("architectures") or []
     if not archs:
-        raise ConfigError(f"config.json names no architecture (model_type={raw.get('model_type')!r}); "
-                          f"supported: {', '.join(ARCHITECTURES)}")
+        raise ConfigError(
+            f"config.json names no architecture (model_type={raw.get('model_type')!r}); "
+            f"supported: {', '.join(ARCHITECTURES)}"
+        )
     if archs[0] not in ARCHITECTURES:
         raise ConfigError(f"unsupported architecture {archs[0]!r}; supported: {', '.join(ARCHITECTURES)}")
     return archs[0]
@@ -53,7 +56,11 @@ def load_hf_directory(path: Path, raw: dict[str, Any]):
     arch = architecture_of(raw)
     module = converter(arch)
     config = module.config_from_hf(raw, arch)
+    weights = read_weights(path)
+    # transformers 5 decides some tying from the file, not config.json (a head stored apart from the embedding)
+    if hasattr(module, "refine_config"):
+        config = module.refine_config(config, weights, arch)
     model = build(config, init=False)
-    tensors = module.state_dict_from_hf(read_weights(path), config, arch)
+    tensors = module.state_dict_from_hf(weights, config, arch)
     load_weights(model, tensors, source=f"{arch} checkpoint in {path}")
     return model
