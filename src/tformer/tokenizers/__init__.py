@@ -1,0 +1,39 @@
+"""Tokenizers: byte-level BPE (GPT-2), WordPiece (BERT) and characters, behind one surface.
+
+Every tokenizer has ``encode``, ``decode``, ``encode_batch`` (padding/truncation to tensors with attention
+masks), ``decode_stream`` (incremental decoding for generation), ``vocab_size``, the special-token ids
+(``bos_token_id``, ``eos_token_id``, ``pad_token_id``, ...) and ``save(directory)``, which
+:func:`load_tokenizer` reads back.
+
+Example:
+    >>> from tformer.tokenizers import ByteLevelBPETokenizer, load_tokenizer
+    >>> tok = ByteLevelBPETokenizer.train(["some text to learn from"], vocab_size=300)  # doctest: +SKIP
+    >>> tok.save("my_tok"); load_tokenizer("my_tok").encode("some text")  # doctest: +SKIP
+"""
+
+from tformer.tokenizers.base import Tokenizer
+from tformer.tokenizers.bpe import ByteLevelBPETokenizer
+from tformer.tokenizers.bpe_train import train_bpe
+from tformer.tokenizers.char import CharTokenizer
+from tformer.tokenizers.io import bpe_from_gpt2_files, iter_lines, load_tokenizer
+from tformer.tokenizers.pretokenize import CL100K_PATTERN, GPT2_PATTERN
+from tformer.tokenizers.stream import ByteDecodeStream, DecodeStream
+from tformer.tokenizers.wordpiece import WordPieceTokenizer
+
+BPETokenizer = ByteLevelBPETokenizer
+
+__all__ = [
+    "BPETokenizer",
+    "ByteDecodeStream",
+    "ByteLevelBPETokenizer",
+    "CL100K_PATTERN",
+    "CharTokenizer",
+    "DecodeStream",
+    "GPT2_PATTERN",
+    "Tokenizer",
+    "WordPieceTokenizer",
+    "bpe_from_gpt2_files",
+    "iter_lines",
+    "load_tokenizer",
+    "train_bpe",
+]
