@@ -8,6 +8,8 @@ Shapes: B batch, T queries, S keys, H query heads, Hkv key/value heads, D head_d
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -117,6 +119,9 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q_dim, d_model, bias=out_bias)
         self.impl = "sdpa"
         self.cache: KVCache | StaticKV | None = None
+        # optional kernel for one unmasked query (q, k, v, scale) -> out or None, set by
+        # tformer.generation.native_kernels; None returns the call to the backends above
+        self.decode_kernel: Callable | None = None
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, T, _ = x.shape
@@ -170,6 +175,10 @@ class Attention(nn.Module):
         if need_weights or self.impl == "reference":
             out, weights = reference_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
         else:
-            out = fused_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
+            out = None
+            if self.decode_kernel is not None and T == 1 and mask is None and dropout_p == 0.0:
+                out = self.decode_kernel(q, k, v, self.scale)
+            if out is None:
+                out = fused_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, H, T, D) -> (B, T, H*D)
         return self.o_proj(out), weights if need_weights else None

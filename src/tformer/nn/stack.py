@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from tformer.nn.block import TransformerBlock
 from tformer.nn.embedding import InputEmbedding
+from tformer.nn.kv_cache import RollingKVCache
 from tformer.nn.masks import build_attention_mask, padding_at, padding_mask_bias
 from tformer.nn.positions import RotaryEmbedding
 
@@ -87,7 +88,11 @@ class TransformerStack(nn.Module):
             position_ids = input_pos[None].expand(B, T)
         x = self.embed(input_ids, position_ids, token_type_ids)
 
-        k_pos = self.layers[0].attn.cache.key_positions(input_pos) if self.caching else input_pos
+        cache = self.layers[0].attn.cache
+        k_pos = cache.key_positions(input_pos) if self.caching else input_pos
+        # one new token after a plain cache's keys 0..p sees all of them: causality adds nothing, and with
+        # no padding/bias the attention runs unmasked (the fast path of every kernel)
+        causal = self.causal and not (T == 1 and self.caching and not isinstance(cache, RollingKVCache))
         bias = self.position_bias(input_pos, k_pos) if self.position_bias is not None else None
         key_padding = None
         if attention_mask is not None and not bool(attention_mask.all()):
@@ -95,7 +100,7 @@ class TransformerStack(nn.Module):
         mask, is_causal = build_attention_mask(
             input_pos,
             k_pos,
-            causal=self.causal,
+            causal=causal,
             dtype=x.dtype,
             sliding_window=self.sliding_window,
             key_padding=key_padding,

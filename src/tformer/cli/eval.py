@@ -1,0 +1,50 @@
+"""`tformer eval --model DIR --data PATH`: loss and perplexity (or accuracy) of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def run(args: argparse.Namespace) -> int:
+    from tformer.training.evaluate import evaluate_directory
+
+    metrics = evaluate_directory(
+        args.model,
+        args.data or [],
+        task=args.task,
+        batch_size=args.batch_size,
+        block_size=args.block_size,
+        max_batches=args.max_batches,
+        device=args.device,
+    )
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for name, value in metrics.items():
+            print(f"{name} {value:.4f}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained model on a data file",
+        description="Print loss and perplexity (accuracy for classification) of a model directory.",
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="a model directory written by tformer train")
+    p.add_argument(
+        "--data", nargs="+", default=None, metavar="PATH", help="the data, in the training formats"
+    )
+    p.add_argument(
+        "--task",
+        default=None,
+        choices=["clm", "mlm", "seq2seq", "classify", "copy", "reverse"],
+        help="default: the task the model was trained for",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--block-size", type=int, default=None, help="default: the training block size")
+    p.add_argument("--max-batches", type=int, default=None, help="evaluate at most this many batches")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)

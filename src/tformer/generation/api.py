@@ -1,0 +1,225 @@
+"""``generate``: prepare inputs and caches, pick the decoding strategy, return Hugging Face's convention.
+
+Decoder-only models return prompt + new tokens (B, T + n); encoder-decoder models return decoder ids
+starting with the decoder start token (B, 1 + n). Rows that finished early are padded with
+``pad_token_id``. Shapes: B batch, T prompt length, S source length, L = T + max_new_tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tformer.generation.beam_search import beam_search
+from tformer.generation.config import GenerationConfig, GenerationError
+from tformer.generation.decode import DecodeContext, decode_tokens
+from tformer.generation.runners import DecoderRunner, Seq2SeqRunner
+from tformer.generation.sampling import make_generator
+from tformer.generation.stopping import StopStrings
+
+
+@dataclass
+class GenerateOutput:
+    """``generate(..., return_dict=True)``: sequences; for beam search each one's final score; with
+    ``output_logits=True`` the raw next-token logits of every step, each (B, V) (Hugging Face's names)."""
+
+    sequences: torch.Tensor
+    sequences_scores: torch.Tensor | None = None
+    logits: tuple[torch.Tensor, ...] | None = None
+
+
+def is_encoder_decoder(model) -> bool:
+    return model.config.arch == "encoder_decoder"
+
+
+def check_input_ids(input_ids: Any) -> torch.Tensor:
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise GenerationError(f"input_ids must be a (batch, length) tensor of token ids, got {shape}")
+    if input_ids.dtype.is_floating_point:
+        raise GenerationError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    return input_ids.long()
+
+
+def default_attention_mask(input_ids: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
+    """Hugging Face's inference: padding = pad tokens, unless pad is also an EOS id (then no padding)."""
+    pad = cfg.pad_token_id
+    if pad is not None and bool((input_ids == pad).any()) and pad not in cfg.eos_ids:
+        return (input_ids != pad).long()
+    return torch.ones_like(input_ids)
+
+
+def check_context(model, prompt_len: int, new_tokens: int, what: str) -> None:
+    """Positions the model cannot represent are a clear error, not silent garbage."""
+    cfg = model.config
+    limit = cfg.max_seq_len
+    if prompt_len > limit:
+        raise GenerationError(
+            f"the {what} has {prompt_len} tokens, longer than the model's context of {limit}; "
+            "shorten or truncate it"
+        )
+    if cfg.position in ("learned", "sinusoidal") and prompt_len + new_tokens > limit:
+        raise GenerationError(
+            f"the {what} ({prompt_len} tokens) + max_new_tokens={new_tokens} exceeds the model's context of "
+            f"{limit} tokens; lower max_new_tokens or shorten the {what}"
+        )
+
+
+def prepare_decoder_only(model, input_ids, attention_mask, cfg: GenerationConfig):
+    """Tokens buffer (B, L), runner and repetition-penalty offsets for a decoder-only model."""
+    if input_ids.shape[1] == 0:
+        bos = model.config.bos_token_id
+        if bos is None:
+            raise GenerationError(
+                "empty prompt and the model has no bos_token_id to start from; give at least one token"
+            )
+        input_ids = torch.full((input_ids.shape[0], 1), bos, dtype=torch.long, device=input_ids.device)
+        attention_mask = None
+    if attention_mask is None:
+        attention_mask = default_attention_mask(input_ids, cfg)
+    B, T = input_ids.shape
+    check_context(model, T, cfg.max_new_tokens, "prompt")
+    expand = max(cfg.num_beams, cfg.num_return_sequences if cfg.do_sample else 1)
+    input_ids, attention_mask = (
+        input_ids.repeat_interleave(expand, 0),
+        attention_mask.repeat_interleave(expand, 0),
+    )
+    L = T + cfg.max_new_tokens
+    tokens = torch.empty(B * expand, L, dtype=torch.long, device=input_ids.device)
+    tokens[:, :T] = input_ids
+    ignore_before = (attention_mask != 0).int().argmax(dim=1)  # left padding the repetition penalty skips
+    return tokens, T, DecoderRunner(model, attention_mask, L), ignore_before
+
+
+def prepare_encoder_decoder(model, input_ids, attention_mask, cfg: GenerationConfig):
+    """Encode the source once; decoder tokens start with the decoder start token."""
+    if input_ids.shape[1] == 0:
+        raise GenerationError("empty source: an encoder-decoder model needs at least one input token")
+    if attention_mask is None:
+        attention_mask = default_attention_mask(input_ids, cfg)
+    check_context(model, input_ids.shape[1], 0, "input")
+    check_context(model, 1, cfg.max_new_tokens, "decoder output")
+    memory = model.encode(input_ids, attention_mask)  # (B, S, d_model)
+    expand = max(cfg.num_beams, cfg.num_return_sequences if cfg.do_sample else 1)
+    memory, attention_mask = memory.repeat_interleave(expand, 0), attention_mask.repeat_interleave(expand, 0)
+    L = 1 + cfg.max_new_tokens
+    tokens = torch.empty(memory.shape[0], L, dtype=torch.long, device=input_ids.device)
+    tokens[:, 0] = cfg.decoder_start_token_id
+    return tokens, 1, Seq2SeqRunner(model, memory, attention_mask, L), None
+
+
+class TokenStream:
+    """Iterator over each step's new tokens (B,); ``output`` holds the ``GenerateOutput`` once exhausted.
+
+    Each step runs under ``torch.inference_mode`` without leaking it into the consumer's code between
+    steps. Stopping early (``close()`` or dropping the iterator) frees the caches.
+    """
+
+    def __init__(self, steps: Iterator[torch.Tensor]) -> None:
+        self._steps = steps
+        self.output: GenerateOutput | None = None
+
+    def __iter__(self) -> TokenStream:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        with torch.inference_mode():
+            try:
+                return next(self._steps)
+            except StopIteration as stop:
+                self.output = stop.value
+                raise
+
+    def close(self) -> None:
+        self._steps.close()
+
+
+def stream_generate(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    tokenizer: Any = None,
+    **options: Any,
+) -> TokenStream:
+    """Like ``generate`` but an iterator yielding each step's new tokens (B,) as soon as they exist.
+
+    Beam search yields only once it has finished (the best beams are known at the end), column by column.
+    Inputs are checked (and an encoder-decoder's source encoded) here, before the first ``next``. A model
+    runs one generation at a time: its caches belong to the stream until it ends or is closed.
+    """
+    cfg = GenerationConfig.from_kwargs(options)
+    if model.config.arch == "encoder":
+        raise GenerationError("an encoder-only model cannot generate; use a decoder or encoder-decoder model")
+    cfg.resolve_special_tokens(model.config, is_encoder_decoder(model))
+    input_ids = check_input_ids(input_ids).to(model.device)
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(model.device)
+    stop = StopStrings(cfg.stop_string_list, tokenizer) if cfg.stop_string_list else None
+    prepare = prepare_encoder_decoder if is_encoder_decoder(model) else prepare_decoder_only
+    with torch.inference_mode():
+        tokens, T, runner, ignore_before = prepare(model, input_ids, attention_mask, cfg)
+    generator = make_generator(cfg.seed, tokens.device)
+    ctx = DecodeContext(tokens, T, cfg, cfg.use_cache, ignore_before, stop, generator)
+    return TokenStream(_steps(model, runner, ctx))
+
+
+def _steps(model, runner, ctx: DecodeContext) -> Iterator[torch.Tensor]:
+    """The generation itself, as a generator whose return value is the ``GenerateOutput``."""
+    cfg, tokens, T = ctx.config, ctx.tokens, ctx.prompt_len
+    if cfg.use_cache:
+        model.setup_caches(tokens.shape[0], tokens.shape[1])
+    try:
+        if cfg.num_beams > 1:
+            sequences, scores = beam_search(runner, model, ctx, batch_size=tokens.shape[0] // cfg.num_beams)
+            yield from sequences[:, T:].unbind(1)
+            return GenerateOutput(sequences, scores, logits=tuple(ctx.logits) or None)
+        steps = 0
+        for new in decode_tokens(runner, ctx):
+            steps += 1
+            yield new
+        return GenerateOutput(tokens[:, : T + steps], logits=tuple(ctx.logits) or None)
+    finally:
+        if cfg.use_cache:
+            model.clear_caches()
+
+
+def generate(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    tokenizer: Any = None,
+    streamer: Callable[[torch.Tensor], None] | None = None,
+    return_dict: bool = False,
+    **options: Any,
+) -> torch.Tensor | GenerateOutput:
+    """Generate continuations of ``input_ids`` (B, T), with Hugging Face's options and meanings.
+
+    Args:
+        model: a decoder-only or encoder-decoder tformer model.
+        input_ids: (B, T) prompts (decoder-only; left-pad a batch) or sources (encoder-decoder).
+        attention_mask: (B, T) 1 for tokens, 0 for padding; inferred from ``pad_token_id`` when None.
+        tokenizer: needed for ``stop_strings``.
+        streamer: called with each step's new tokens (B,) as they are produced (beam search: at the end).
+        return_dict: return a ``GenerateOutput`` (with ``sequences_scores`` for beam search).
+        **options: ``GenerationConfig`` fields: max_new_tokens=20, do_sample=False, temperature=1.0,
+            top_k=None (no top-k), top_p=None, num_beams=1, length_penalty=1.0, early_stopping=False
+            (True / False / "never"), num_return_sequences=1, repetition_penalty=1.0, eos_token_id,
+            pad_token_id, decoder_start_token_id (default from the model config), stop_strings,
+            seed (a private RNG; None uses torch's global one), use_cache=True, output_logits=False.
+
+    Returns:
+        (B * num_return_sequences, length) token ids, or a ``GenerateOutput`` when ``return_dict``.
+
+    Raises:
+        GenerationError: invalid settings, an empty prompt without BOS, a prompt past the context.
+    """
+    stream = stream_generate(model, input_ids, attention_mask, tokenizer=tokenizer, **options)
+    for new in stream:
+        if streamer is not None:
+            streamer(new)
+    return stream.output if return_dict else stream.output.sequences

@@ -1,0 +1,150 @@
+"""What every training task provides, and the deterministic sampling they share.
+
+Batches are a pure function of ``(seed, step, micro_step)``: a resumed run draws exactly the batches the
+uninterrupted run would have, with no sampler state to save. A task always builds the *global* batch (all
+data-parallel processes together); each process then keeps its own rows (``shard``), so one process and
+N processes see the same examples.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+Batch = dict[str, torch.Tensor]
+
+_MASK64 = (1 << 64) - 1
+
+
+def mix_seed(*values: int) -> int:
+    """A well-mixed 63-bit seed from integers (splitmix64 steps), so nearby steps get unrelated streams.
+
+    Example: ``mix_seed(1337, 5, 0) != mix_seed(1337, 0, 5)``.
+    """
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (v & _MASK64)) & _MASK64
+        h = (h + 0x9E3779B97F4A7C15) & _MASK64
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+        h ^= h >> 31
+    return h >> 1
+
+
+def generator(*values: int) -> torch.Generator:
+    """A CPU generator seeded from ``mix_seed(*values)``."""
+    return torch.Generator().manual_seed(mix_seed(*values))
+
+
+def shard(batch: Batch, rank: int, world_size: int) -> Batch:
+    """This process's rows of a global batch: rows ``[rank * n / world, (rank + 1) * n / world)``."""
+    if world_size == 1:
+        return batch
+    out = {}
+    for key, t in batch.items():
+        n = t.shape[0]
+        if n % world_size:
+            raise ValueError(f"a batch of {n} rows does not split over {world_size} processes")
+        per = n // world_size
+        out[key] = t[rank * per : (rank + 1) * per]
+    return out
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad lists of ids to one length: (ids (B, T), mask (B, T) with 1 on real tokens).
+
+    Example: ``pad_rows([[5, 6], [7]], 0) -> ([[5, 6], [7, 0]], [[1, 1], [1, 0]])``.
+    """
+    width = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), width), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+class IndexStream:
+    """An endless stream of example indices: each epoch a fresh permutation of ``range(n)``, seeded by epoch.
+
+    ``take(start, count)`` returns items ``start .. start + count - 1`` of the stream, so the position in the
+    data is just a counter.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        if n < 1:
+            raise ValueError("IndexStream needs at least one example")
+        self.n, self.seed = n, seed
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator(self.seed, epoch))
+        return self._perm
+
+    def take(self, start: int, count: int) -> list[int]:
+        out = []
+        for j in range(start, start + count):
+            out.append(int(self._permutation(j // self.n)[j % self.n]))
+        return out
+
+
+class Task(ABC):
+    """A training objective: global batches, the loss, and evaluation metrics.
+
+    Attributes:
+        name: the task name (``clm``, ``mlm``, ...).
+        batch_size: examples per global micro-batch.
+        grad_accum: micro-batches per optimizer step (to number the examples).
+        seed: the run's seed.
+    """
+
+    name = "task"
+    #: The headline evaluation metric and whether larger is better (for "best" checkpoints).
+    best_metric, larger_is_better = "loss", False
+    #: The statistics ``eval_sums`` returns.
+    eval_keys: tuple[str, ...] = ("loss_sum", "count")
+
+    def __init__(self, batch_size: int, grad_accum: int, seed: int) -> None:
+        self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
+        self._eval: list[Batch] | None = None
+
+    def micro_index(self, step: int, micro: int) -> int:
+        """The global number of micro-batch ``micro`` of optimizer step ``step`` (1-based)."""
+        return (step - 1) * self.grad_accum + micro
+
+    @abstractmethod
+    def train_batch(self, step: int, micro: int) -> Batch:
+        """The global training batch of micro-step ``micro`` of optimizer step ``step``."""
+
+    @abstractmethod
+    def make_eval_batches(self) -> list[Batch]:
+        """The fixed global evaluation batches (drawn once; the same at every evaluation)."""
+
+    def eval_batches(self) -> list[Batch]:
+        if self._eval is None:
+            self._eval = self.make_eval_batches()
+        return self._eval
+
+    @abstractmethod
+    def loss(self, model: Any, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+        """The mean training loss of ``batch`` (a scalar that backpropagates)."""
+
+    @abstractmethod
+    def eval_sums(self, model: Any, batch: Batch) -> dict[str, float]:
+        """Additive statistics of one batch (e.g. summed loss and token count), summed over batches and
+        processes before ``summarize``."""
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        """Metrics from summed statistics: ``loss`` and ``perplexity`` by default."""
+        import math
+
+        loss = sums["loss_sum"] / max(sums["count"], 1.0)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+    def n_tokens(self, batch: Batch) -> int:
+        """Tokens the model reads in ``batch`` (for tokens/s)."""
+        return sum(int(v.numel()) for k, v in batch.items() if k in ("input_ids", "decoder_input_ids"))

@@ -1,0 +1,140 @@
+"""Tiny Hugging Face models of the five families, and inputs for generation tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 96
+PAD = {"gpt2": 0, "llama": 0, "mistral": 0, "t5": 0, "bart": 1}
+ENCODER_DECODER = ("t5", "bart")
+WINDOW = 4  # Mistral's sliding window: shorter than any prompt + output below
+
+
+def gpt2():
+    cfg = transformers.GPT2Config(
+        vocab_size=VOCAB,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return transformers.GPT2LMHeadModel(cfg)
+
+
+def llama():
+    cfg = transformers.LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=112,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return transformers.LlamaForCausalLM(cfg)
+
+
+def mistral():
+    cfg = transformers.MistralConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=112,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        sliding_window=WINDOW,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return transformers.MistralForCausalLM(cfg)
+
+
+def t5():
+    cfg = transformers.T5Config(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_kv=8,
+        d_ff=48,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    return transformers.T5ForConditionalGeneration(cfg)
+
+
+def bart():
+    cfg = transformers.BartConfig(
+        vocab_size=VOCAB,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=48,
+        decoder_ffn_dim=48,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=None,
+        forced_bos_token_id=None,
+    )
+    return transformers.BartForConditionalGeneration(cfg)
+
+
+FAMILIES = {"gpt2": gpt2, "llama": llama, "mistral": mistral, "t5": t5, "bart": bart}
+
+
+def roughen(model: torch.nn.Module, std: float = 0.15, seed: int = 0) -> torch.nn.Module:
+    """Add noise to every weight, and give encoder-decoders' LM head its own random matrix: tiny fresh
+    models with a head tied to the input embedding otherwise repeat one token forever."""
+    g = torch.Generator().manual_seed(seed)
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    if model.config.is_encoder_decoder and head.weight is embed.weight:
+        head.weight = torch.nn.Parameter(torch.randn(embed.weight.shape, generator=g) * embed.weight.std())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * std)
+        base = getattr(model, "model", model)
+        for stack in ("encoder", "decoder"):  # BART keeps per-stack copies of the shared embedding
+            tokens = getattr(getattr(base, stack, None), "embed_tokens", None)
+            if tokens is not None and hasattr(base, "shared"):
+                tokens.weight.copy_(base.shared.weight)
+    return model
+
+
+def padded_batch(family: str, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids (B, max(lengths)) padded as each family expects: left for decoders, right for encoders."""
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.randint(3, VOCAB, (len(lengths), T), generator=g)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        if family in ENCODER_DECODER:
+            mask[i, :n] = 1
+        else:
+            mask[i, T - n :] = 1
+    return ids.masked_fill(mask == 0, PAD[family]), mask
+
+
+def hf_generate(hf, ids, mask, family: str, **kwargs):
+    """Hugging Face generate with the settings every comparison shares."""
+    kwargs.setdefault("pad_token_id", PAD[family])
+    with torch.no_grad():
+        return hf.generate(ids, attention_mask=mask, **kwargs)

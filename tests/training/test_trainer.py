@@ -1,0 +1,156 @@
+"""The training loop through its Python API: resume equality, the non-finite guard, exactness knobs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import tformer
+from tformer.training.checkpoint import load_checkpoint
+from tformer.training.config import TrainConfig
+from tformer.training.launch import RunSpec, run_training
+from tformer.training.tasks import CLMTask
+from tformer.training.trainer import CHECKPOINT, Trainer, TrainingStopped
+
+from .helpers import TINY, losses, rows, write_text
+
+
+def _spec(out, data, *extra, **kw):
+    return RunSpec(
+        out=out,
+        task="clm",
+        preset="gpt-tiny",
+        data=[str(data)],
+        progress=False,
+        overrides=[*TINY, "dropout=0.1", "decay_steps=10", "eval_every=3", *extra],
+        **kw,
+    )
+
+
+def test_resumed_run_repeats_the_uninterrupted_losses_exactly(tmp_path):
+    data = write_text(tmp_path / "a.txt")
+    straight = run_training(_spec(tmp_path / "straight", data, max_steps=10))
+    run_training(_spec(tmp_path / "split", data, max_steps=4))
+    resumed = run_training(RunSpec(out=tmp_path / "split", resume=True, max_steps=10, progress=False))
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "split")
+    assert sorted(a) == sorted(b) == list(range(1, 11))
+    assert [a[s] for s in range(1, 11)] == [b[s] for s in range(1, 11)]  # bit for bit (fp32, CPU)
+    assert a[10] < a[1]
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+    assert straight.metrics == resumed.metrics
+
+
+def test_interrupt_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    data = write_text(tmp_path / "a.txt")
+    run_training(_spec(tmp_path / "straight", data, max_steps=8))
+
+    spec = _spec(tmp_path / "stopped", data, max_steps=8)
+    calls = {"n": 0}
+    original = CLMTask.loss
+
+    def loss_then_ctrl_c(self, model, batch, label_smoothing=0.0):
+        calls["n"] += 1
+        if calls["n"] == 5:  # as if Ctrl-C arrived during step 5
+            import signal
+
+            signal.raise_signal(signal.SIGINT)
+        return original(self, model, batch, label_smoothing)
+
+    CLMTask.loss = loss_then_ctrl_c
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_training(spec)
+    finally:
+        CLMTask.loss = original
+    assert load_checkpoint(tmp_path / "stopped" / CHECKPOINT)["step"] == 5  # the step finished, then saved
+    run_training(RunSpec(out=tmp_path / "stopped", resume=True, progress=False))
+    assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
+
+
+def _tiny_trainer(tmp_path, **cfg):
+    torch.manual_seed(0)
+    model = tformer.build(
+        "gpt-tiny", vocab_size=50, d_model=32, n_heads=2, d_ff=64, n_layers=1, max_seq_len=16
+    )
+    tokens = np.random.default_rng(0).integers(0, 50, 2000).astype(np.uint16)
+    config = TrainConfig(block_size=16, batch_size=4, warmup_steps=0, log_every=1, num_threads=1, **cfg)
+    task = CLMTask(
+        tokens, tokens[:200], 16, batch_size=4, grad_accum=config.grad_accum, seed=0, eval_batches=1
+    )
+    return Trainer(model, task, config, tmp_path, progress=False)
+
+
+def _nan_at(trainer, steps):
+    original = trainer.task.loss
+    calls = {"n": 0}
+
+    def loss(model, batch, label_smoothing=0.0):
+        calls["n"] += 1
+        out = original(model, batch, label_smoothing)
+        return out * float("nan") if calls["n"] in steps else out
+
+    trainer.task.loss = loss
+
+
+def test_non_finite_loss_skips_the_update(tmp_path):
+    trainer = _tiny_trainer(tmp_path, max_steps=6, eval_every=100)
+    _nan_at(trainer, {3})
+    before = {}
+
+    original_step = trainer.train_step
+
+    def spy(step):
+        before[step] = [p.detach().clone() for p in trainer.model.parameters()]
+        stats = original_step(step)
+        if step == 3:
+            assert stats["skipped"]
+            assert all(torch.equal(a, b) for a, b in zip(before[3], trainer.model.parameters()))
+        return stats
+
+    trainer.train_step = spy
+    trainer.fit()
+    skipped = [r for r in rows(tmp_path) if r.get("skipped")]
+    assert [r["step"] for r in skipped] == [3] and skipped[0]["loss"] is None
+    assert trainer.state.step == 6 and trainer.state.nan_streak == 0
+    assert all(math.isfinite(p.sum().item()) for p in trainer.model.parameters())
+
+
+def test_too_many_non_finite_losses_stop_with_the_last_good_checkpoint(tmp_path):
+    trainer = _tiny_trainer(tmp_path, max_steps=20, eval_every=2, nan_patience=3)
+    _nan_at(trainer, set(range(4, 100)))
+    with pytest.raises(TrainingStopped, match="non-finite for 3 steps in a row.*last good checkpoint") as e:
+        trainer.fit()
+    assert "\n" not in str(e.value)
+    assert trainer.state.step == 6
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 2  # steps 4 and 6 did not overwrite it
+
+
+def test_gradient_checkpointing_and_accumulation_keep_the_losses(tmp_path):
+    plain = _tiny_trainer(tmp_path / "a", max_steps=3, eval_every=100)
+    plain.fit()
+    ckpt = _tiny_trainer(tmp_path / "b", max_steps=3, eval_every=100, grad_checkpointing=True)
+    ckpt.fit()
+    assert [r["loss"] for r in rows(tmp_path / "a")] == pytest.approx(
+        [r["loss"] for r in rows(tmp_path / "b")], abs=1e-6
+    )
+    accum = _tiny_trainer(tmp_path / "c", max_steps=3, eval_every=100, grad_accum=2)
+    accum.fit()
+    assert accum.state.tokens == 2 * plain.state.tokens  # two micro-batches per step
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    trainer = _tiny_trainer(tmp_path, max_steps=4, eval_every=4, precision="bf16")
+    assert trainer.bf16
+    metrics = trainer.fit()
+    assert math.isfinite(metrics["loss"])
+    assert not _tiny_trainer(tmp_path / "x", precision="auto").bf16  # auto: fp32 on CPU
+
+
+def test_time_budget_fixes_max_steps(tmp_path):
+    data = write_text(tmp_path / "a.txt")
+    result = run_training(_spec(tmp_path / "run", data, max_steps=100000, minutes=0.03))
+    saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)["train_config"]
+    assert saved["max_minutes"] is None and 6 <= saved["max_steps"] < 100000
+    assert result.step == saved["max_steps"]
