@@ -185,6 +185,57 @@ def run_to_target(tok, train_ids, val_ids, threads: int, **extra) -> dict:
     }
 
 
+class _Block(torch.nn.Module):
+    """A plain pre-LN GPT block (no biases), written out for the control loop."""
+
+    def __init__(self, d: int, h: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.h, self.ln1, self.ln2 = h, nn.LayerNorm(d, bias=False), nn.LayerNorm(d, bias=False)
+        self.qkv, self.proj = nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
+        self.up, self.down = nn.Linear(d, 4 * d, bias=False), nn.Linear(4 * d, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = (
+            t.view(B, T, self.h, D // self.h).transpose(1, 2) for t in self.qkv(self.ln1(x)).split(D, 2)
+        )
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, D))  # (B, h, T, hs) -> (B, T, D)
+        return x + self.down(torch.nn.functional.gelu(self.up(self.ln2(x))))
+
+
+def run_control(train_ids: np.ndarray, vocab: int, steps: int, threads: int) -> dict:
+    """A nanoGPT-style eager loop on a plain GPT of the same shape: per-row batch stacking, foreach AdamW
+    (nanoGPT fuses only on CUDA), a loss.item() per step. Timed back to back with tformer, so machine load
+    affects both alike."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    d, layers, heads = MODEL["d_model"], MODEL["n_layers"], MODEL["n_heads"]
+    nn = torch.nn
+    tok, pos = nn.Embedding(vocab, d), nn.Embedding(BLOCK, d)
+    blocks, ln_f = nn.ModuleList(_Block(d, heads) for _ in range(layers)), nn.LayerNorm(d, bias=False)
+    params = [*tok.parameters(), *pos.parameters(), *blocks.parameters(), *ln_f.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    data = torch.from_numpy(train_ids.astype(np.int64))
+    start = time.perf_counter()
+    for _ in range(steps):
+        ix = torch.randint(len(data) - BLOCK - 1, (NANOGPT_BATCH,))
+        x = torch.stack([data[i : i + BLOCK + 1] for i in ix])
+        h = tok(x[:, :-1]) + pos(torch.arange(BLOCK))
+        for block in blocks:
+            h = block(h)
+        logits = ln_f(h) @ tok.weight.T  # tied output projection
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), x[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+    wall = time.perf_counter() - start
+    return {"wall": wall, "steps": steps, "tok_s": steps * NANOGPT_BATCH * BLOCK / wall}
+
+
 def row(name: str, r: dict, peaks: dict[str, float]) -> list[str]:
     tok_s = r["tokens"] / r["wall"]
     fpt = flops_per_token(r["model"], BLOCK) if r["model"] is not None else None
@@ -219,6 +270,12 @@ def main() -> None:
         "--compile", action="store_true", help="torch.compile the model (compile time counted)"
     )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument(
+        "--control-steps",
+        type=int,
+        default=300,
+        help="steps of a nanoGPT-style control loop timed in this run (0: skip)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -278,6 +335,18 @@ def main() -> None:
             f"{(r['reached'] or float('nan')) / NANOGPT_WALL_S:.0%} of nanoGPT's wall time (target <= 60%): "
             f"{'met' if ok else 'NOT met'}"
         )
+    if args.control_steps:
+        c = run_control(train_ids, tok.vocab_size, args.control_steps, args.threads)
+        print(
+            f"control: a nanoGPT-style eager loop on the same model shape, {c['steps']} steps timed in this run: "
+            f"{c['tok_s']:,.0f} tokens/s (training steps only)"
+        )
+        if "tformer, identical recipe" in results:
+            r = results["tformer, identical recipe"]
+            print(
+                f"tformer's identical-recipe run (evaluation and checkpoints included) / control: "
+                f"{r['tokens'] / r['wall'] / c['tok_s']:.2f}x"
+            )
     if args.json:
         args.json.write_text(
             json.dumps(

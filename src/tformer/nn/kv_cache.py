@@ -13,6 +13,9 @@ from torch import nn
 class KVCache(nn.Module):
     """One slot per absolute position, 0 .. max_seq_len-1."""
 
+    # a single new token at position p gets keys 0..p back: all visible, so it needs no causal mask
+    single_query_sees_all_keys = True
+
     def __init__(
         self,
         batch_size: int,
@@ -64,6 +67,8 @@ class RollingKVCache(KVCache):
     window already hides) and attends over the ring; a multi-token chunk attends over the ring plus the
     chunk, then keeps the chunk's last ``window`` tokens.
     """
+
+    single_query_sees_all_keys = False  # empty slots (-1) must stay masked
 
     def __init__(
         self,

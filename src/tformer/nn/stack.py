@@ -12,7 +12,6 @@ from torch.utils.checkpoint import checkpoint
 
 from tformer.nn.block import TransformerBlock
 from tformer.nn.embedding import InputEmbedding
-from tformer.nn.kv_cache import RollingKVCache
 from tformer.nn.masks import build_attention_mask, padding_at, padding_mask_bias
 from tformer.nn.positions import RotaryEmbedding
 
@@ -90,9 +89,9 @@ class TransformerStack(nn.Module):
 
         cache = self.layers[0].attn.cache
         k_pos = cache.key_positions(input_pos) if self.caching else input_pos
-        # one new token after a plain cache's keys 0..p sees all of them: causality adds nothing, and with
-        # no padding/bias the attention runs unmasked (the fast path of every kernel)
-        causal = self.causal and not (T == 1 and self.caching and not isinstance(cache, RollingKVCache))
+        # one new token that sees every cached key needs no causal mask: with no padding/bias the attention
+        # then runs unmasked (the fast path of every kernel)
+        causal = self.causal and not (T == 1 and self.caching and cache.single_query_sees_all_keys)
         bias = self.position_bias(input_pos, k_pos) if self.position_bias is not None else None
         key_padding = None
         if attention_mask is not None and not bool(attention_mask.all()):
