@@ -292,15 +292,18 @@ def test_demo_trains_and_prints_a_sample(tmp_path, capsys):
         "n_layers=1",
         "batch_size=4",
         "block_size=32",
+        "max_seq_len=32",
         "eval_batches=1",
     ]
-    argv = ["demo", "--out", str(out), "--max-steps", "3", "--tokens", "40", "--no-progress"]
+    # 100 characters from a 32-token context: the sampler must slide its window
+    argv = ["demo", "--out", str(out), "--max-steps", "3", "--tokens", "100", "--no-progress"]
     for s in small:
         argv += ["--set", s]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "--- sample" in printed
-    sample = printed.split("--- sample")[1].splitlines()[1]
+    sample = printed.split("--- sample")[1].split("\n", 1)[1].rsplit("\n---", 1)[0]
     assert sample.startswith("The ")
+    assert len(sample) >= 100
     assert json.loads((out / "run.json").read_text())["task"] == "clm"
     assert main(argv) == 0  # a second demo replaces the first

@@ -53,15 +53,31 @@ def corpus_file(out: Path) -> Path:
 
 
 def sample(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> str:
-    """A sampled continuation of ``prompt`` (top-k 40)."""
+    """A sampled continuation of ``prompt`` (top-k 40), of any length.
+
+    The model's positions stop at its context, so the sample is drawn in chunks: each chunk continues
+    the last half-context of text, as nanoGPT's sampler crops its input to the block size.
+    """
     import torch
 
-    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
+    context = model.config.max_seq_len
+    keep = max(1, context // 2)
+    ids = tokenizer.encode(prompt)[-keep:]
+    text_ids, produced, chunk = list(ids), 0, 0
     model.eval()
-    out = model.generate(
-        ids, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_k=40, seed=seed
-    )
-    return tokenizer.decode(out[0].tolist())
+    while produced < max_new_tokens:
+        window = text_ids[-keep:]
+        n = min(max_new_tokens - produced, context - len(window))
+        prompt_ids = torch.tensor([window], dtype=torch.long, device=model.device)
+        out = model.generate(
+            prompt_ids, max_new_tokens=n, do_sample=True, temperature=temperature, top_k=40, seed=seed + chunk
+        )
+        new = out[0, len(window) :].tolist()
+        if not new:
+            break
+        text_ids += new
+        produced, chunk = produced + len(new), chunk + 1
+    return tokenizer.decode(text_ids)
 
 
 def run(args: argparse.Namespace) -> int:
