@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import random
+
 import pytest
 import torch
 from _tok_cases import HARD_CASES
@@ -150,3 +153,82 @@ def test_constructor_validates_vocab_and_merges():
         ByteLevelBPETokenizer(vocab, [], {"<s>": 5})
     tok = ByteLevelBPETokenizer(vocab | {b"ab": 256}, [(b"a", b"b")], {"<s>": 257})
     assert tok.encode("abab") == [256, 256] and tok.vocab_size == 258 and tok.bos_token_id == 257
+
+
+def reference_bpe(vocab: dict[bytes, int], merges: list[tuple[bytes, bytes]], data: bytes) -> list[int]:
+    """Textbook BPE on ``data``: merge the lowest-ranked adjacent pair, leftmost first, until none has one."""
+    ranks: dict[tuple[int, int], int] = {}
+    for rank, (a, b) in enumerate(merges):
+        ranks.setdefault((vocab[a], vocab[b]), rank)
+    ids = [vocab[bytes([b])] for b in data]
+    while True:
+        found = [(ranks[pair], i) for i, pair in enumerate(zip(ids, ids[1:])) if pair in ranks]
+        if not found:
+            return ids
+        rank, i = min(found)
+        a, b = merges[rank]
+        ids[i : i + 2] = [vocab[a + b]]
+
+
+def random_merges(rng: random.Random, letters: bytes, n: int) -> tuple[dict[bytes, int], list]:
+    """``n`` random merges over ``letters`` in creation order (a tree, as training makes), and the vocab."""
+    vocab = {bytes([b]): b for b in range(256)}
+    tokens = [bytes([c]) for c in letters]
+    merges: list[tuple[bytes, bytes]] = []
+    while len(merges) < n:
+        a, b = rng.choice(tokens), rng.choice(tokens)
+        if len(a + b) <= 8 and a + b not in vocab:
+            vocab[a + b] = len(vocab)
+            tokens.append(a + b)
+            merges.append((a, b))
+    return vocab, merges
+
+
+def test_whole_chunk_shortcut_skips_unreachable_tokens():
+    # "abc" is a token, but BPE on its bytes merges "ab" first and never gets there.
+    vocab = {bytes([b]): b for b in range(256)} | {b"ab": 256, b"bc": 257, b"abc": 258}
+    tok = ByteLevelBPETokenizer(vocab, [(b"a", b"b"), (b"b", b"c"), (b"a", b"bc")])
+    assert tok.encode("abc bc") == [256, ord("c"), ord(" "), 257]
+
+
+@pytest.mark.parametrize("letters", [b"ab", b"abc", b"abcde"])
+def test_encode_equals_textbook_bpe_on_random_merge_lists(letters):
+    # Random merge lists have many tokens that BPE cannot reach and many rank ties between equal pairs;
+    # shuffled ones are not trees (operands made later), which turns the whole-chunk shortcut off.
+    rng = random.Random(len(letters))
+    for trial in range(40):
+        vocab, merges = random_merges(rng, letters, rng.randint(1, 40))
+        if trial % 4 == 3:
+            rng.shuffle(merges)
+        tok = ByteLevelBPETokenizer(vocab, merges)
+        words = [t for t in vocab if len(t) > 1]
+        words += [bytes(rng.choice(letters) for _ in range(rng.randint(1, 12))) for _ in range(30)]
+        for word in words:
+            assert tok.encode(word.decode()) == reference_bpe(vocab, merges, word), (merges, word)
+
+
+def test_new_chunks_between_cached_ones_and_a_full_cache(tok, monkeypatch):
+    import tformer.tokenizers.bpe as bpe
+
+    text = "the cat sat on the mat; zebras eat the cat's hat"
+    expected = [i for word in make_splitter("gpt2")(text) for i in tok.encode(word)]
+    tok.clear_cache()
+    tok.encode("the cat sat")
+    assert tok.encode(text) == expected  # new chunks after and between cached ones
+    monkeypatch.setattr(bpe, "_CACHE_LIMIT", 4)
+    tok.clear_cache()
+    assert tok.encode(text) == expected  # more distinct chunks than the cache holds
+    assert tok.encode("the end") == [*tok.encode("the"), *tok.encode(" end")]
+
+
+def test_encoding_leaves_the_garbage_collector_as_it_was(tok):
+    tok.clear_cache()
+    tok.encode("fresh words to encode")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        tok.clear_cache()
+        tok.encode("more fresh words")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
