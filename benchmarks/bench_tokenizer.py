@@ -1,6 +1,6 @@
 """Tokenizer benchmark: BPE training (vocab 8192) and GPT-2 encode throughput, tformer vs peers, one run.
 
-    python benchmarks/bench_tokenizer.py [--data PATH] [--repeats N]
+    python benchmarks/bench_tokenizer.py [--data PATH] [--repeats N] [--encode-repeats N]
 
 Table 1: seconds to train a byte-level BPE of 8192 tokens, tformer vs HF ``tokenizers`` (which uses every
 core), and whether the merges are identical. Table 2: single-thread encode throughput with GPT-2's
@@ -150,13 +150,16 @@ def main() -> None:
         "--data", type=Path, default=DEFAULT_DATA, help="UTF-8 text file (default tinyshakespeare)"
     )
     parser.add_argument("--vocab-size", type=int, default=8192)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="training runs (best of N)")
+    parser.add_argument(
+        "--encode-repeats", type=int, default=10, help="encode rounds (best of N; timings are noisy)"
+    )
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"no data file at {args.data}; pass --data PATH")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU cores, data {args.data}")
     bench_training(args.data, args.vocab_size, args.repeats)
-    bench_encoding(args.data.read_text(encoding="utf-8"), max(args.repeats, 5))
+    bench_encoding(args.data.read_text(encoding="utf-8"), args.encode_repeats)
 
 
 if __name__ == "__main__":
