@@ -6,15 +6,19 @@ benchmarks/bench_generate.py leaves one) or TFORMER_BUILD_NATIVE=1 asks for the 
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import tformer
 from tests.generation.helpers import padded_batch
 from tformer.generation import native
 from tformer.nn.attention import Attention
+from tformer.nn.block import TransformerBlock
 
 if not (native.is_built() or os.environ.get("TFORMER_BUILD_NATIVE") == "1"):
     pytest.skip(
@@ -76,7 +80,9 @@ def test_generation_is_unchanged_and_everything_restored(families, ext):
         assert (a - b).abs().max() <= 1e-5
     assert torch.equal(batched, model.generate(ids, attention_mask=mask, max_new_tokens=4))
     assert all("forward" not in vars(m) for m in model.modules())
-    assert all(m.decode_kernel is None for m in model.modules() if isinstance(m, Attention))
+    assert all(
+        m.decode_kernel is None for m in model.modules() if isinstance(m, (Attention, TransformerBlock))
+    )
 
 
 def test_training_mode_falls_back_to_pytorch(families, ext):
@@ -105,3 +111,91 @@ def test_bf16_prompt_runs_through_fp32_and_stays_close(families, ext):
     scale = ref.abs().max()
     assert (fast - ref).abs().max() <= 0.05 * scale  # bf16 rounding, no more
     assert (fast - ref).abs().max() <= 2 * (plain - ref).abs().max() + 1e-3 * scale
+
+
+#: decoder layers the fused one-token kernel computes: every norm, activation and attention layout it has
+FUSED_VARIANTS = {
+    "gpt2: LayerNorm, GELU, biases": ("gpt-tiny", {}),
+    "llama: RMSNorm, SwiGLU, RoPE, GQA": ("llama-tiny", {}),
+    "ReLU, no biases": (
+        "gpt-tiny",
+        dict(activation="relu", attn_bias=False, attn_out_bias=False, ffn_bias=False, norm_bias=False),
+    ),
+    "gated tanh-GELU, MQA": ("llama-tiny", dict(activation="gelu_tanh", n_kv_heads=1)),
+}
+
+
+def count_fused_steps(model) -> list[int]:
+    """Wrap every block's fused kernel (inside ``native_kernels``) to count the steps it computed."""
+    done = [0]
+
+    def counted(kernel, *args):
+        out = kernel(*args)
+        done[0] += out is not None
+        return out
+
+    for m in model.modules():
+        if isinstance(m, TransformerBlock) and m.decode_kernel is not None:
+            m.decode_kernel = functools.partial(counted, m.decode_kernel)
+    return done
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("variant", FUSED_VARIANTS)
+def test_fused_layer_step_matches_the_pytorch_layers(ext, variant, dtype):
+    """Every cached step through the fused layer gives PyTorch's logits (fp32: to 1e-5; bf16: no further
+    from the fp32 result than PyTorch's own bf16 run), so the cache it writes is right too."""
+    preset, overrides = FUSED_VARIANTS[variant]
+    torch.manual_seed(0)
+    model = tformer.build(preset, **overrides).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # off unit norms and zero biases, so a swapped tensor shows
+            p.add_(0.1 * torch.randn_like(p))
+    low = copy.deepcopy(model).to(dtype)
+    ids = torch.randint(3, 500, (1, 11), generator=torch.Generator().manual_seed(1))
+    kw = dict(max_new_tokens=9, eos_token_id=[], output_logits=True, return_dict=True)
+    with torch.inference_mode():
+        exact = model.generate(ids, **kw)
+        plain = low.generate(ids, **kw)
+        with native.native_kernels(low):
+            fused_steps = count_fused_steps(low)
+            fast = low.generate(ids, **kw)
+    assert fused_steps[0] == model.config.n_layers * 8  # every layer of every step after the prompt
+    for got, base, ref in zip(fast.logits, plain.logits, exact.logits):
+        scale = ref.abs().max()
+        if dtype == torch.float32:
+            assert (got - base).abs().max() <= 1e-5 * scale
+        else:
+            assert (got.float() - ref).abs().max() <= 2 * (base.float() - ref).abs().max() + 1e-3 * scale
+    if dtype == torch.float32:
+        assert torch.equal(fast.sequences, plain.sequences)
+
+
+@pytest.mark.parametrize(
+    "preset, overrides",
+    [
+        ("transformer-tiny", {}),  # post-LN
+        ("mixtral-tiny", {}),  # a mixture of experts, not one feed-forward network
+        ("gpt-tiny", dict(norm="rmsnorm", activation="silu")),  # any norm with any activation
+    ],
+)
+def test_fused_layer_only_takes_layers_it_computes(preset, overrides):
+    model = tformer.build(preset, **overrides)
+    blocks = [m for m in model.modules() if isinstance(m, TransformerBlock)]
+    supported = [native._layer_arguments(b) is not None for b in blocks]
+    expected = preset == "gpt-tiny"
+    assert supported and all(s == expected for s in supported)
+
+
+def test_fused_layer_steps_aside_for_batches_and_rolling_caches(families, ext):
+    """Several rows, or Mistral's ring-buffer cache: the PyTorch layers run and the results are unchanged."""
+    _, mistral = families["mistral"]
+    ids, mask = padded_batch("mistral", [9, 6], seed=4)
+    kw = dict(max_new_tokens=20, eos_token_id=[])  # past the window of 16
+    plain_batch = mistral.generate(ids, attention_mask=mask, **kw)
+    plain_one = mistral.generate(ids[:1], **kw)
+    with native.native_kernels(mistral):
+        fused_steps = count_fused_steps(mistral)
+        assert torch.equal(mistral.generate(ids, attention_mask=mask, **kw), plain_batch)
+        assert torch.equal(mistral.generate(ids[:1], **kw), plain_one)
+    assert fused_steps[0] == 0

@@ -51,6 +51,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tformer.training import distributed
     from tformer.training.launch import RunSpec, run_training
 
     if not args.out:
@@ -70,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     result = run_training(spec)
-    summary = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-    print(f"trained {result.step} steps; {summary or 'no evaluation data'}; model in {result.out}")
+    if distributed.env_info().is_main:
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+        print(f"trained {result.step} steps; {summary or 'no evaluation data'}; model in {result.out}")
     return 0
 
 
