@@ -1,6 +1,7 @@
 """Decoding benchmark: tformer vs Hugging Face generate on a GPT-2-small-shaped model (124M, random weights).
 
     python benchmarks/bench_generate.py [--quick] [--repeats N] [--threads N] [--new-tokens N] [--no-native]
+                                        [--only decode context batch prefill]
 
 Both libraries run the same weights (the HF model is saved and loaded with ``tformer.from_pretrained``)
 in the same process, interleaved, best of N. Tables:
@@ -363,6 +364,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--no-native", action="store_true", help="skip the native-kernel rows (no compiler)")
     ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=["decode", "context", "batch", "prefill"],
+        default=["decode", "context", "batch", "prefill"],
+        help="which tables to print (default: all)",
+    )
+    ap.add_argument(
         "--new-tokens", type=int, default=None, help=f"new tokens per decode run (default {NEW}; --quick: 32)"
     )
     args = ap.parse_args()
@@ -387,12 +395,16 @@ def main() -> None:
     print(f"transformers {transformers.__version__}; model: {ours.num_parameters() / 1e6:.0f}M parameters")
     bw = bandwidth_gbs()
     print(f"memory read bandwidth (256 MB fp32 sum): {bw:.1f} GB/s")
-    for dtype in (torch.float32, torch.bfloat16):
-        decode_table(hf, ours, dtype, repeats, native)
-    contexts = [64, 128, 256] if args.quick else [64, 128, 256, 512, 1024]
-    context_table(ours, contexts, repeats)
-    batch_table(hf, ours, [1, 4] if args.quick else [1, 4, 16], max(1, repeats - 1))
-    prefill_table(hf, ours, repeats, [PROMPT] if args.quick else [PROMPT, 512], native)
+    if "decode" in args.only:
+        for dtype in (torch.float32, torch.bfloat16):
+            decode_table(hf, ours, dtype, repeats, native)
+    if "context" in args.only:
+        contexts = [64, 128, 256] if args.quick else [64, 128, 256, 512, 1024]
+        context_table(ours, contexts, repeats)
+    if "batch" in args.only:
+        batch_table(hf, ours, [1, 4] if args.quick else [1, 4, 16], max(1, repeats - 1))
+    if "prefill" in args.only:
+        prefill_table(hf, ours, repeats, [PROMPT] if args.quick else [PROMPT, 512], native)
     print(
         f"\nbandwidth re-measured at the end: {bandwidth_gbs():.1f} GB/s; "
         f"load average {os.getloadavg()[0]:.2f}"
