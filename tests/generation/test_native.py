@@ -1,7 +1,8 @@
 """The optional native decode kernels: equal to PyTorch's results, and generation unchanged with them.
 
-Compiling them takes about a minute, so these tests run only when a compiled copy is cached (any run of
-benchmarks/bench_generate.py leaves one) or TFORMER_BUILD_NATIVE=1 asks for the build.
+The first run compiles them (about a minute; cached in torch's extension directory afterwards). Where
+they cannot be built (no AVX2, no C++ compiler) the tests that need them skip; TFORMER_BUILD_NATIVE=0
+skips them without trying.
 """
 
 from __future__ import annotations
@@ -20,14 +21,11 @@ from tformer.generation import native
 from tformer.nn.attention import Attention
 from tformer.nn.block import TransformerBlock
 
-if not (native.is_built() or os.environ.get("TFORMER_BUILD_NATIVE") == "1"):
-    pytest.skip(
-        "native kernels not compiled (set TFORMER_BUILD_NATIVE=1 to build them)", allow_module_level=True
-    )
-
 
 @pytest.fixture(scope="module")
 def ext():
+    if os.environ.get("TFORMER_BUILD_NATIVE") == "0":
+        pytest.skip("TFORMER_BUILD_NATIVE=0: native kernels not built")
     kernels = native.load()
     if kernels is None:
         pytest.skip("native kernels cannot be built here (needs AVX2 and a C++ compiler)")

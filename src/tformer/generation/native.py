@@ -23,7 +23,6 @@ import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -305,16 +304,6 @@ _FUNCTIONS = ["linear_row", "attend_one", "decode_layer"]
 _DTYPES = (torch.float32, torch.bfloat16)
 _ACTIVATION_CODES = {"relu": 0, "gelu": 1, "gelu_tanh": 2, "silu": 3}  # as decode_layer's ``act``
 _WIDEN_ROWS = 16  # from this many rows on, a bf16 linear runs faster through fp32 (measured on AVX2)
-
-
-def is_built() -> bool:
-    """Whether a compiled copy is already cached, so that ``load()`` takes a second, not a minute."""
-    try:
-        from torch.utils.cpp_extension import _get_build_directory
-
-        return (Path(_get_build_directory(_NAME, verbose=False)) / f"{_NAME}.so").is_file()
-    except Exception:  # a private helper of torch; treat any change as "not built"
-        return False
 
 
 @functools.cache
