@@ -197,3 +197,21 @@ def test_fused_layer_steps_aside_for_batches_and_rolling_caches(families, ext):
         assert torch.equal(mistral.generate(ids, attention_mask=mask, **kw), plain_batch)
         assert torch.equal(mistral.generate(ids[:1], **kw), plain_one)
     assert fused_steps[0] == 0
+
+
+def test_decode_layer_refuses_weights_that_do_not_fit_the_layer(ext):
+    """A mis-shaped weight is a clear error, never a read past the end of a buffer."""
+    model = tformer.build("gpt-tiny").eval()
+    block = next(m for m in model.modules() if isinstance(m, TransformerBlock))
+    params, rms, eps, act = native._layer_arguments(block)
+    model.setup_caches(1, 8)
+    k, v = block.attn.cache.k, block.attn.cache.v
+    x = torch.randn(model.config.d_model)
+    with torch.no_grad():
+        fine = ext.decode_layer(x, [*params, None, None], rms, eps, k, v, 0, block.attn.n_heads, 0.25, act)
+        assert fine.shape == x.shape
+        for i in (4, 6, 12):  # q/k/v, output and down projections, one row short
+            bad = list(params)
+            bad[i] = bad[i][:-1].contiguous()
+            with pytest.raises(RuntimeError, match="weight shapes"):
+                ext.decode_layer(x, [*bad, None, None], rms, eps, k, v, 0, block.attn.n_heads, 0.25, act)

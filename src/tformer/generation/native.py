@@ -290,6 +290,16 @@ at::Tensor decode_layer(at::Tensor x, std::vector<c10::optional<at::Tensor>> par
   for (const auto& t : params)
     TORCH_CHECK(!t.has_value() || (t->scalar_type() == x.scalar_type() && t->is_contiguous()), "decode_layer: dtype/layout");
   TORCH_CHECK(k_cache.scalar_type() == x.scalar_type() && v_cache.scalar_type() == x.scalar_type(), "decode_layer: cache dtype");
+  TORCH_CHECK(v_cache.sizes() == k_cache.sizes(), "decode_layer: cache shapes");
+  const int64_t d = x.numel(), D = k_cache.size(3), qd = n_heads * D, kvd = k_cache.size(1) * D;
+  const int64_t F = params[10]->size(0);
+  auto is = [&](int i, std::vector<int64_t> shape) {  // absent optional tensors (biases, gate, RoPE) pass
+    return !params[i].has_value() || params[i]->sizes() == at::IntArrayRef(shape);
+  };
+  TORCH_CHECK(is(0, {d}) && is(1, {d}) && is(2, {d}) && is(3, {d}) && is(4, {qd + 2 * kvd, d}) && is(5, {qd + 2 * kvd})
+              && is(6, {d, qd}) && is(7, {d}) && is(8, {F, d}) && is(9, {F}) && is(10, {F, d}) && is(11, {F})
+              && is(12, {d, F}) && is(13, {d}) && is(14, {D}) && is(15, {D}) && D % 2 == 0,
+              "decode_layer: weight shapes do not match the layer");
   auto out = at::empty_like(x);
   if (x.scalar_type() == at::kBFloat16)
     decode_layer_impl<at::BFloat16>(out, x, params, rms, eps, k_cache, v_cache, pos, n_heads, scale, act);
@@ -406,7 +416,7 @@ def _layer_step(
     cos = sin = None
     if rope is not None:
         cos, sin = rope[0].reshape(-1), rope[1].reshape(-1)  # (1, 1, D) -> (D,)
-        if cos.dtype != x.dtype:
+        if cos.dtype != x.dtype or cos.numel() != attn.head_dim:
             return None
     out = ext.decode_layer(
         x.reshape(-1),
