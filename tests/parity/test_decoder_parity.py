@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import tformer
 from tests.parity.helpers import assert_close_scaled, perturb, right_padded_batch, save_and_load
 
 transformers = pytest.importorskip("transformers")
@@ -133,3 +134,28 @@ def test_gpt2_loss_and_gradients_match(models):
         assert (g - g_ref).abs().max() <= 1e-5 * scale.clamp(min=1.0), name
     hf.zero_grad()
     model.zero_grad()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_head_stored_apart_from_the_embedding_loads_untied(family, tmp_path):
+    """config.json says tied, but the file holds a different lm_head: transformers 5 keeps the two apart
+    (and warns), so tformer does too, and the logits still match."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(3)
+    hf = FAMILIES[family]()
+    hf.config.tie_word_embeddings = True
+    perturb(hf)
+    hf.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    embedding = hf.get_input_embeddings().weight
+    tensors["lm_head.weight"] = torch.randn_like(embedding)
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    reloaded = type(hf).from_pretrained(tmp_path).eval()
+    ours = tformer.from_pretrained(tmp_path)
+    assert reloaded.lm_head.weight.data_ptr() != reloaded.get_input_embeddings().weight.data_ptr()
+    assert not ours.config.tie_word_embeddings
+    assert torch.equal(ours.lm_head.weight, tensors["lm_head.weight"])
+    ids, _ = right_padded_batch(VOCAB, [9, 9], pad_id=0)
+    with torch.no_grad():
+        assert_close_scaled(ours(ids).logits, reloaded(ids).logits)

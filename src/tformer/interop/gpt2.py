@@ -6,7 +6,15 @@ from typing import Any
 
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
-from tformer.interop.common import Tensors, activation_from_hf, drop_tied, rename, require, strip_prefix
+from tformer.interop.common import (
+    Tensors,
+    activation_from_hf,
+    drop_tied,
+    rename,
+    require,
+    stores_distinct,
+    strip_prefix,
+)
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
@@ -36,6 +44,14 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
         pad_token_id=hf.get("pad_token_id"),
         extra={"hf_architecture": architecture},
     )
+
+
+def refine_config(config: ModelConfig, tensors: Tensors, architecture: str) -> ModelConfig:
+    """Untie the LM head when the file stores one different from ``wte`` (as transformers 5 does)."""
+    wte = "transformer.wte.weight" if "transformer.wte.weight" in tensors else "wte.weight"
+    if config.tie_word_embeddings and stores_distinct(tensors, "lm_head.weight", wte):
+        return config.replace(tie_word_embeddings=False)
+    return config
 
 
 def _t(x):

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from tformer.config import ModelConfig
-from tformer.interop.common import Tensors, activation_from_hf, drop_tied, fuse_qkv, rename, require
+from tformer.interop.common import (
+    Tensors,
+    activation_from_hf,
+    drop_tied,
+    fuse_qkv,
+    rename,
+    require,
+    stores_distinct,
+)
 
 
 def _rope(hf: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
@@ -56,6 +64,13 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
         pad_token_id=hf.get("pad_token_id"),
         extra={"hf_architecture": architecture},
     )
+
+
+def refine_config(config: ModelConfig, tensors: Tensors, architecture: str) -> ModelConfig:
+    """Untie the LM head when the file stores one different from the embedding (as transformers 5 does)."""
+    if config.tie_word_embeddings and stores_distinct(tensors, "lm_head.weight", "model.embed_tokens.weight"):
+        return config.replace(tie_word_embeddings=False)
+    return config
 
 
 RULES = [

@@ -26,6 +26,9 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
     )
 
 
+refine_config = llama.refine_config  # the same head/embedding names
+
+
 def _split_fused_experts(tensors: Tensors) -> Tensors:
     """``mlp.experts.gate_up_proj`` / ``down_proj`` stacks -> one tensor per expert, in tformer names."""
     out: Tensors = {}
