@@ -1,6 +1,7 @@
 """The training loop through its Python API: resume equality, the non-finite guard, exactness knobs."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -154,3 +155,24 @@ def test_time_budget_fixes_max_steps(tmp_path):
     saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)["train_config"]
     assert saved["max_minutes"] is None and 6 <= saved["max_steps"] < 100000
     assert result.step == saved["max_steps"]
+
+
+def test_time_budget_recovers_from_a_slow_start(tmp_path):
+    """Steps that are slow at first (a busy machine) do not fix a short run: the estimate is re-made
+    until half the time is spent, then frozen."""
+    trainer = _tiny_trainer(tmp_path, max_steps=100000, eval_every=100000, max_minutes=0.05)  # 3 s
+    real_step = trainer.train_step
+
+    def slow_start(step):
+        if step <= 6:
+            time.sleep(0.1)
+        return real_step(step)
+
+    trainer.train_step = slow_start
+    start = time.perf_counter()
+    trainer.fit()
+    wall = time.perf_counter() - start
+    # the first estimate (0.1 s/step) alone would have allowed about 30 steps in 3 s
+    assert trainer.state.step > 45
+    assert trainer.cfg.max_minutes is None and trainer.cfg.max_steps == trainer.state.step
+    assert 2.0 < wall < 20.0  # the budget, plus the final evaluation, checkpoint and plot

@@ -41,6 +41,10 @@ logger = logging.getLogger("tformer.training")
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
+#: with a time budget, steps between re-estimates of the step count (from the median of the last 2x)
+_BUDGET_EVERY = 5
+
+
 class TrainingStopped(TformerError):
     """Training cannot go on (e.g. the loss kept being non-finite); the last good checkpoint is kept."""
 
@@ -303,17 +307,30 @@ class Trainer:
                 f"in a row; {kept}; lower lr or enable clipping and resume"
             )
 
-    def _fix_budget(self, step: int, per_step: float) -> None:
-        """Turn ``max_minutes`` into ``max_steps`` from the measured time per step (rank 0 decides)."""
+    def _fix_budget(self, step: int, train_s: float, other_s: float, final: bool) -> None:
+        """Turn ``max_minutes`` into ``max_steps`` from the measured time per step (rank 0 decides):
+        ``train_s`` for the training step itself (a recent median, so stalls do not count), ``other_s``
+        for evaluations and checkpoints per step so far (an eval's expected share until one has run).
+
+        Until half the time is spent the estimate is provisional (re-made every few steps, and always
+        leaving room for the next one), so a slow start on a busy machine does not cut the run short;
+        then it is final and ``max_minutes`` is cleared.
+        """
         cfg = self.cfg
+        final = bool(distributed.broadcast_int(int(final), self.dist, self.device))  # every rank alike
         eval_share = cfg.eval_batches / (3.0 * cfg.grad_accum * cfg.eval_every)  # forward-only ~ 1/3 step
+        per_step = train_s + max(other_s, train_s * eval_share)
         remaining = cfg.max_minutes * 60.0 - self.state.elapsed
-        steps = step + max(int(remaining / (per_step * (1.0 + eval_share))), 0)
+        steps = step + max(int(remaining / per_step), 0)
+        if not final:
+            steps = max(steps, step + _BUDGET_EVERY)
         steps = distributed.broadcast_int(steps, self.dist, self.device)
         if cfg.decay_steps == cfg.max_steps:  # the horizon followed max_steps: keep it that way
             cfg.decay_steps = steps
-        cfg.max_steps, cfg.max_minutes = max(steps, step), None
-        self.log(f"time budget: {cfg.max_steps} steps at {per_step * 1000:.0f} ms/step")
+        cfg.max_steps = max(steps, step)
+        if final:
+            cfg.max_minutes = None
+            self.log(f"time budget: {cfg.max_steps} steps at {per_step * 1000:.0f} ms/step")
 
     def _install_sigint(self):
         if threading.current_thread() is not threading.main_thread():
@@ -366,7 +383,7 @@ class Trainer:
         cfg, state = self.cfg, self.state
         bar = self._progress_bar()
         first, metrics = state.step + 1, {}
-        t_cal = None
+        durations, other_total = [], 0.0  # seconds per training step; in evaluations and checkpoints
         try:
             while state.step < cfg.max_steps:
                 step, t0 = state.step + 1, time.perf_counter()
@@ -386,12 +403,15 @@ class Trainer:
                 )
                 bar.update(1)
                 if cfg.max_minutes is not None:
-                    if step == first:
-                        t_cal = time.perf_counter()
-                    elif step == first + 5 and t_cal is not None:
-                        self._fix_budget(step, (time.perf_counter() - t_cal) / 5)
+                    durations.append(dt)
+                    if step > first and (step - first) % _BUDGET_EVERY == 0:
+                        recent = sorted(durations[1:][-2 * _BUDGET_EVERY :])  # the first step warms up
+                        final = state.elapsed >= 30.0 * cfg.max_minutes
+                        self._fix_budget(step, recent[len(recent) // 2], other_total / len(durations), final)
                         bar.total = cfg.max_steps
+                t1 = time.perf_counter()
                 metrics = self._after_step(step) or metrics
+                other_total += time.perf_counter() - t1
                 if self._should_stop():
                     self.save()
                     self.log(f"stopped at step {step}; checkpoint saved; continue with --resume")
