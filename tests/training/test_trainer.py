@@ -176,3 +176,42 @@ def test_time_budget_recovers_from_a_slow_start(tmp_path):
     assert trainer.state.step > 45
     assert trainer.cfg.max_minutes is None and trainer.cfg.max_steps == trainer.state.step
     assert 2.0 < wall < 20.0  # the budget, plus the final evaluation, checkpoint and plot
+
+
+def _moe_trainer(tmp_path, coef):
+    torch.manual_seed(0)
+    model = tformer.build("mixtral-tiny", vocab_size=50, max_seq_len=16)
+    tokens = np.random.default_rng(0).integers(0, 50, 2000).astype(np.uint16)
+    config = TrainConfig(
+        block_size=16,
+        batch_size=4,
+        warmup_steps=0,
+        num_threads=1,
+        router_aux_loss_coef=coef,
+        weight_decay=0.0,
+    )
+    task = CLMTask(tokens, tokens[:200], 16, batch_size=4, grad_accum=1, seed=0, eval_batches=1)
+    return Trainer(model, task, config, tmp_path, progress=False)
+
+
+def test_router_balancing_loss_is_added_for_mixtures_of_experts(tmp_path):
+    """Mixture-of-experts models add coef x the load-balancing loss: the reported loss stays the task's;
+    the routers and everything before them get its gradient, while what no router sees (the last layer's
+    experts, the final norm, an untied LM head) moves as without it (to float rounding)."""
+    plain, balanced = _moe_trainer(tmp_path / "a", 0.0), _moe_trainer(tmp_path / "b", 1.0)
+    s_plain, s_balanced = plain.train_step(1), balanced.train_step(1)
+    assert s_balanced["loss"] == s_plain["loss"]
+    assert "router_aux_loss" not in s_plain and s_balanced["router_aux_loss"] >= 1.0 - 1e-6  # 1.0 if balanced
+    last = plain.model.config.n_layers - 1
+    unseen = (f"layers.{last}.ffn.experts.", "body.norm.", "lm_head.")
+    assert not plain.model.config.tie_word_embeddings
+    lr = plain.cfg.lr  # AdamW's first step moves each weight by about lr
+    routers = 0
+    for (name, a), b in zip(plain.model.named_parameters(), balanced.model.parameters()):
+        change = (a - b).abs().max().item()
+        if any(u in name for u in unseen):
+            assert change <= 1e-3 * lr, name
+        elif ".ffn.router." in name:
+            routers += 1
+            assert change > 0.5 * lr, name
+    assert routers == last + 1

@@ -58,6 +58,7 @@ class TrainConfig:
     eps: float = 1e-8
     clip_norm: float | None = 1.0  # global gradient norm; None or 0 disables clipping
     label_smoothing: float = 0.0
+    router_aux_loss_coef: float = 0.01  # mixture-of-experts models: weight of the load-balancing loss
     fused_optimizer: bool = True  # torch's fused AdamW where the device supports it
 
     eval_every: int = 100
@@ -120,6 +121,10 @@ class TrainConfig:
         for name in ("label_smoothing", "val_fraction", "mlm_probability"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.router_aux_loss_coef < 0:
+            raise ConfigError(
+                f"router_aux_loss_coef must be >= 0 (0 disables it), got {self.router_aux_loss_coef}"
+            )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from tformer.errors import TformerError
+from tformer.nn.moe import MoEFeedForward, load_balancing_loss
 from tformer.training import distributed
 from tformer.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from tformer.training.config import TrainConfig
@@ -131,6 +132,7 @@ class Trainer:
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.moe_layers = [m for m in self.model.modules() if isinstance(m, MoEFeedForward)]
         self.state = TrainerState()
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self._stop_requested = False
@@ -201,23 +203,43 @@ class Trainer:
         lr = lr_at(step, cfg, self.model.config.d_model)
         set_lr(self.optimizer, lr)
         torch.manual_seed(mix_seed(cfg.seed, step, self.dist.rank, 0xD5))  # this step's dropout masks
-        loss_sum, tokens = torch.zeros((), device=self.device), 0
+        loss_sum, aux_sum, tokens = torch.zeros((), device=self.device), 0.0, 0
         for batch, sync in self._micro_batches(step):
             with sync:
                 with self._autocast():
                     loss = self.task.loss(self.train_model, batch, cfg.label_smoothing)
-                (loss / cfg.grad_accum).backward()
+                    aux = self._router_aux_loss()
+                objective = loss if aux is None else loss + cfg.router_aux_loss_coef * aux
+                (objective / cfg.grad_accum).backward()
             loss_sum += loss.detach().float()
+            aux_sum += 0.0 if aux is None else float(aux.detach())
             tokens += self.task.n_tokens(batch)
-        total, tokens = distributed.all_reduce_sum([float(loss_sum), float(tokens)], self.dist, self.device)
-        loss_value = total / (cfg.grad_accum * self.dist.world_size)
+        total, aux_total, tokens = distributed.all_reduce_sum(
+            [float(loss_sum), aux_sum, float(tokens)], self.dist, self.device
+        )
+        loss_value = total / (cfg.grad_accum * self.dist.world_size)  # the task's loss, without the aux term
         max_norm = cfg.clip_norm if cfg.clip_norm else math.inf
         norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True))
         finite = math.isfinite(loss_value) and math.isfinite(norm)
         if finite:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss_value, "grad_norm": norm, "lr": lr, "tokens": int(tokens), "skipped": not finite}
+        stats = {
+            "loss": loss_value,
+            "grad_norm": norm,
+            "lr": lr,
+            "tokens": int(tokens),
+            "skipped": not finite,
+        }
+        if self.moe_layers and cfg.router_aux_loss_coef > 0:
+            stats["router_aux_loss"] = aux_total / (cfg.grad_accum * self.dist.world_size)
+        return stats
+
+    def _router_aux_loss(self) -> torch.Tensor | None:
+        """The load-balancing loss of the forward pass just run (mixture-of-experts models), or None."""
+        if not self.moe_layers or self.cfg.router_aux_loss_coef == 0:
+            return None
+        return load_balancing_loss([m.router_logits for m in self.moe_layers], self.moe_layers[0].top_k)
 
     # ---- evaluation -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -290,6 +312,8 @@ class Trainer:
                 "tokens_per_s": round(tok_per_s, 1),
                 "elapsed_s": round(self.state.elapsed, 3),
             }
+            if "router_aux_loss" in stats:
+                row["router_aux_loss"] = stats["router_aux_loss"]
             if stats["skipped"]:
                 row["skipped"] = True
             self.metrics.append(row)
