@@ -113,13 +113,13 @@ def test_bf16_prompt_runs_through_fp32_and_stays_close(families, ext):
 
 #: decoder layers the fused one-token kernel computes: every norm, activation and attention layout it has
 FUSED_VARIANTS = {
-    "gpt2: LayerNorm, GELU, biases": ("gpt-tiny", {}),
+    "gpt2: LayerNorm, tanh-GELU, biases": ("gpt-tiny", {}),
     "llama: RMSNorm, SwiGLU, RoPE, GQA": ("llama-tiny", {}),
     "ReLU, no biases": (
         "gpt-tiny",
         dict(activation="relu", attn_bias=False, attn_out_bias=False, ffn_bias=False, norm_bias=False),
     ),
-    "gated tanh-GELU, MQA": ("llama-tiny", dict(activation="gelu_tanh", n_kv_heads=1)),
+    "gated erf-GELU (GeGLU), MQA": ("llama-tiny", dict(activation="gelu", n_kv_heads=1)),
 }
 
 
