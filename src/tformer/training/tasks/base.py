@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from tformer.errors import DataError
+
 Batch = dict[str, torch.Tensor]
 
 _MASK64 = (1 << 64) - 1
@@ -148,3 +150,36 @@ class Task(ABC):
     def n_tokens(self, batch: Batch) -> int:
         """Tokens the model reads in ``batch`` (for tokens/s)."""
         return sum(int(v.numel()) for k, v in batch.items() if k in ("input_ids", "decoder_input_ids"))
+
+
+class ExampleTask(Task):
+    """A task over a fixed list of examples (classification records, seq2seq pairs): training batches walk
+    an endless shuffled stream of them; evaluation uses the first ``eval_batches`` batches of ``val``.
+    Subclasses turn a list of examples into a batch with ``collate``."""
+
+    def __init__(
+        self,
+        train: Sequence[Any],
+        val: Sequence[Any],
+        batch_size: int,
+        grad_accum: int,
+        seed: int,
+        eval_batches: int,
+    ) -> None:
+        super().__init__(batch_size, grad_accum, seed)
+        if not train:
+            raise DataError("no training examples")
+        self.train, self.val, self.n_eval = train, val, eval_batches
+        self.stream = IndexStream(len(train), seed)
+
+    @abstractmethod
+    def collate(self, examples: Sequence[Any]) -> Batch:
+        """A padded batch of examples."""
+
+    def train_batch(self, step: int, micro: int) -> Batch:
+        idx = self.stream.take(self.micro_index(step, micro) * self.batch_size, self.batch_size)
+        return self.collate([self.train[i] for i in idx])
+
+    def make_eval_batches(self) -> list[Batch]:
+        rows = self.val[: self.n_eval * self.batch_size]
+        return [self.collate(rows[i : i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]

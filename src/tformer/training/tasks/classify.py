@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from tformer.errors import DataError
-from tformer.training.tasks.base import Batch, IndexStream, Task, pad_rows
+from tformer.training.tasks.base import Batch, ExampleTask, pad_rows
 
 Example = tuple[list[int], int]
 
@@ -43,7 +43,7 @@ def encode_examples(
     return out
 
 
-class ClassifyTask(Task):
+class ClassifyTask(ExampleTask):
     """Cross-entropy on the classification head's (B, num_labels) logits; accuracy at evaluation."""
 
     name = "classify"
@@ -60,23 +60,12 @@ class ClassifyTask(Task):
         seed: int,
         eval_batches: int,
     ) -> None:
-        super().__init__(batch_size, grad_accum, seed)
-        if not train:
-            raise DataError("no training examples")
-        self.train, self.val, self.pad_id, self.n_eval = train, val, pad_id, eval_batches
-        self.stream = IndexStream(len(train), seed)
+        super().__init__(train, val, batch_size, grad_accum, seed, eval_batches)
+        self.pad_id = pad_id
 
     def collate(self, examples: Sequence[Example]) -> Batch:
         ids, mask = pad_rows([e[0] for e in examples], self.pad_id)
         return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e[1] for e in examples])}
-
-    def train_batch(self, step: int, micro: int) -> Batch:
-        idx = self.stream.take(self.micro_index(step, micro) * self.batch_size, self.batch_size)
-        return self.collate([self.train[i] for i in idx])
-
-    def make_eval_batches(self) -> list[Batch]:
-        rows = self.val[: self.n_eval * self.batch_size]
-        return [self.collate(rows[i : i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
 
     def loss(self, model: Any, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
         logits = model(batch["input_ids"], batch["attention_mask"]).logits  # (B, num_labels)

@@ -19,7 +19,7 @@ import torch
 
 from tformer.errors import DataError
 from tformer.training.losses import IGNORE_INDEX, nll_sum, token_cross_entropy
-from tformer.training.tasks.base import Batch, IndexStream, Task, generator, pad_rows
+from tformer.training.tasks.base import Batch, ExampleTask, generator, pad_rows
 
 Pair = tuple[list[int], list[int]]
 
@@ -70,7 +70,7 @@ def greedy_decode(
     return out[:, 1:]
 
 
-class Seq2SeqTask(Task):
+class Seq2SeqTask(ExampleTask):
     """Teacher-forced cross-entropy on (source, target) id pairs, padding-aware label smoothing."""
 
     name = "seq2seq"
@@ -87,24 +87,11 @@ class Seq2SeqTask(Task):
         seed: int,
         eval_batches: int,
     ) -> None:
-        super().__init__(batch_size, grad_accum, seed)
-        if not train:
-            raise DataError("no training examples")
-        self.train, self.val = train, val
+        super().__init__(train, val, batch_size, grad_accum, seed, eval_batches)
         self.start_id, self.eos_id, self.pad_id = start_id, eos_id, pad_id
-        self.n_eval = eval_batches
-        self.stream = IndexStream(len(train), seed)
 
     def collate(self, pairs: Sequence[Pair]) -> Batch:
         return collate_pairs(pairs, self.start_id, self.eos_id, self.pad_id)
-
-    def train_batch(self, step: int, micro: int) -> Batch:
-        idx = self.stream.take(self.micro_index(step, micro) * self.batch_size, self.batch_size)
-        return self.collate([self.train[i] for i in idx])
-
-    def make_eval_batches(self) -> list[Batch]:
-        rows = self.val[: self.n_eval * self.batch_size]
-        return [self.collate(rows[i : i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
 
     def _logits(self, model: Any, batch: Batch) -> torch.Tensor:
         return model(
