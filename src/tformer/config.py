@@ -37,6 +37,15 @@ _LITERAL_FIELDS = {
 }
 
 
+def from_known_fields(cls: type, data: dict[str, Any], what: str) -> Any:
+    """``cls(**data)`` for a config dataclass, rejecting keys that are not its fields with the valid ones."""
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {unknown}; valid keys: {', '.join(sorted(valid))}")
+    return cls(**data)
+
+
 @dataclass
 class ModelConfig:
     """Every architectural choice of a Transformer, validated on construction.
@@ -165,11 +174,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Build from a dict, rejecting unknown keys with the list of valid ones."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(sorted(valid))}")
-        return cls(**data)
+        return from_known_fields(cls, data, "config")
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (re-validated)."""

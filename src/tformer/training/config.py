@@ -7,9 +7,10 @@ dataclass by name alone.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from tformer.config import from_known_fields
 from tformer.errors import ConfigError
 
 Task = Literal["clm", "mlm", "seq2seq", "classify", "copy", "reverse"]
@@ -145,11 +146,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a dict, rejecting unknown keys with the list of valid ones."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"unknown training keys {unknown}; valid keys: {', '.join(sorted(valid))}")
-        return cls(**data)
+        return from_known_fields(cls, data, "training")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (re-validated)."""
