@@ -26,6 +26,8 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # single-thread encode for HF
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from report import table  # noqa: E402
+
 from tformer.tokenizers import ByteLevelBPETokenizer, load_tokenizer  # noqa: E402
 from tformer.tokenizers.pretokenize import bytes_to_token  # noqa: E402
 
@@ -39,15 +41,6 @@ def best_time(fn, repeats: int) -> tuple[float, object]:
         result = fn()
         best = min(best, time.perf_counter() - start)
     return best, result
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
 
 
 def bench_training(path: Path, vocab_size: int, repeats: int) -> None:

@@ -29,6 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from report import table  # noqa: E402
+
 import tformer  # noqa: E402
 from tformer.tokenizers import CharTokenizer  # noqa: E402
 from tformer.training.config import TrainConfig  # noqa: E402
@@ -255,14 +257,6 @@ def row(name: str, r: dict, peaks: dict[str, float]) -> list[str]:
     ]
 
 
-def table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -311,8 +305,8 @@ def main() -> None:
     }
     rows = [row("nanoGPT (reference)", reference, peaks)]
     rows += [row(name, r, peaks) for name, r in results.items()]
-    print()
     table(
+        None,
         [
             "run",
             "params",
