@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
+
+from tests.parity.helpers import hf_gpt2, hf_llama, hf_mistral
 
 transformers = pytest.importorskip("transformers")
 
@@ -11,53 +15,6 @@ VOCAB = 96
 PAD = {"gpt2": 0, "llama": 0, "mistral": 0, "t5": 0, "bart": 1}
 ENCODER_DECODER = ("t5", "bart")
 WINDOW = 4  # Mistral's sliding window: shorter than any prompt + output below
-
-
-def gpt2():
-    cfg = transformers.GPT2Config(
-        vocab_size=VOCAB,
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        n_positions=64,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    return transformers.GPT2LMHeadModel(cfg)
-
-
-def llama():
-    cfg = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=112,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    return transformers.LlamaForCausalLM(cfg)
-
-
-def mistral():
-    cfg = transformers.MistralConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=112,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        sliding_window=WINDOW,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    return transformers.MistralForCausalLM(cfg)
 
 
 def t5():
@@ -98,7 +55,13 @@ def bart():
     return transformers.BartForConditionalGeneration(cfg)
 
 
-FAMILIES = {"gpt2": gpt2, "llama": llama, "mistral": mistral, "t5": t5, "bart": bart}
+FAMILIES = {
+    "gpt2": partial(hf_gpt2, VOCAB),
+    "llama": partial(hf_llama, VOCAB),
+    "mistral": partial(hf_mistral, VOCAB, window=WINDOW),
+    "t5": t5,
+    "bart": bart,
+}
 
 
 def roughen(model: torch.nn.Module, std: float = 0.15, seed: int = 0) -> torch.nn.Module:

@@ -50,3 +50,59 @@ def right_padded_batch(vocab: int, lengths: list[int], pad_id: int, seed: int = 
         mask[i, :n] = 1
         ids[i, n:] = pad_id
     return ids, mask
+
+
+# ---- tiny randomly initialised Hugging Face decoders (shared with the generation tests) ----------------
+def hf_gpt2(vocab: int):
+    import transformers
+
+    cfg = transformers.GPT2Config(
+        vocab_size=vocab,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return transformers.GPT2LMHeadModel(cfg)
+
+
+def hf_llama(vocab: int):
+    import transformers
+
+    cfg = transformers.LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=112,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return transformers.LlamaForCausalLM(cfg)
+
+
+def hf_mistral(vocab: int, window: int):
+    """Multi-query (one key/value head) with a sliding window of ``window`` tokens."""
+    import transformers
+
+    cfg = transformers.MistralConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=112,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        sliding_window=window,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return transformers.MistralForCausalLM(cfg)

@@ -2,66 +2,32 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
 import tformer
-from tests.parity.helpers import assert_close_scaled, perturb, right_padded_batch, save_and_load
+from tests.parity.helpers import (
+    assert_close_scaled,
+    hf_gpt2,
+    hf_llama,
+    hf_mistral,
+    perturb,
+    right_padded_batch,
+    save_and_load,
+)
 
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 96
 
 
-def gpt2():
-    cfg = transformers.GPT2Config(
-        vocab_size=VOCAB,
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        n_positions=64,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    return transformers.GPT2LMHeadModel(cfg)
-
-
-def llama():
-    cfg = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=112,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    return transformers.LlamaForCausalLM(cfg)
-
-
-def mistral():
-    cfg = transformers.MistralConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=112,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        sliding_window=5,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    return transformers.MistralForCausalLM(cfg)
-
-
-FAMILIES = {"gpt2": gpt2, "llama": llama, "mistral": mistral}
+FAMILIES = {
+    "gpt2": partial(hf_gpt2, VOCAB),
+    "llama": partial(hf_llama, VOCAB),
+    "mistral": partial(hf_mistral, VOCAB, window=5),
+}
 
 
 @pytest.fixture(scope="module")
