@@ -152,6 +152,15 @@ def test_sampling_is_reproducible_and_seed_dependent(families):
 
 
 def test_beam_sampling_matches_hf(families):
+    """Beam sampling follows transformers 5.24 (verified against 5.24.0; it fails against 5.23.0 on row 3).
+
+    5.24.0 sorts the K sampled candidates by accumulated score in ``_get_top_k_continuations`` (the
+    only beam change in ``generation/utils.py`` between 5.23.0 and 5.24.0). The finishing rule ("a candidate
+    among the top N may end its beam") takes the first N candidates by position, so on 5.23 it took the first
+    N *drawn* ones: an EOS drawn late could not finish its beam even with the best score, and a poorer one
+    drawn early could. 5.24 fixed that bug; tformer follows the fixed behaviour (and
+    ``test_sampled_beam_candidates_are_ranked_by_score`` checks it without Hugging Face).
+    """
     hf, model = families["gpt2"]
     ids, mask = padded_batch("gpt2", LENGTHS, seed=7)
     torch.manual_seed(99)
@@ -174,3 +183,30 @@ def test_greedy_repetition_penalty_matches_hf(families, family):
         pad_token_id=PAD[family],
     )
     assert torch.equal(got, ref)
+
+
+def test_sampled_beam_candidates_are_ranked_by_score():
+    """With do_sample the K drawn continuations come back best first, as with top-k (HF >= 5.24)."""
+    from tformer.generation.beam_search import BeamState, top_continuations
+
+    B, N, V, L, T, K = 2, 3, 7, 6, 2, 6
+    running = torch.arange(N).view(1, N, 1).expand(B, N, L).clone()  # beam n holds token n: its origin
+    st = BeamState(
+        running=running,
+        running_scores=torch.zeros(B, N),
+        running_origin=torch.full((B, N, L - T), -1),
+        sequences=torch.zeros(B, N, L, dtype=torch.long),
+        scores=torch.zeros(B, N),
+        origin=torch.full((B, N, L - T), -1),
+        finished=torch.zeros(B, N, dtype=torch.bool),
+        improvable=torch.ones(B, 1, dtype=torch.bool),
+    )
+    acc = torch.log_softmax(torch.randn(B, N * V, generator=torch.Generator().manual_seed(0)), dim=-1)
+    unsorted_draws = 0
+    for seed in range(20):
+        scores, seqs, _ = top_continuations(acc, st, T, T, K, True, torch.Generator().manual_seed(seed))
+        assert torch.equal(scores, scores.sort(dim=-1, descending=True).values)
+        assert torch.equal(scores, acc.gather(1, seqs[:, :, 0] * V + seqs[:, :, T]))  # score of its token
+        draws = torch.multinomial(torch.softmax(acc, -1), K, generator=torch.Generator().manual_seed(seed))
+        unsorted_draws += int(not torch.equal(acc.gather(1, draws), scores))
+    assert unsorted_draws > 0  # the raw draws are not in score order: the sort does real work

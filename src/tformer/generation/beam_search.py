@@ -77,6 +77,11 @@ def top_continuations(
     if do_sample:
         idx = torch.multinomial(torch.softmax(acc, dim=-1), num_samples=k, generator=generator)
         top_scores = acc.gather(1, idx)
+        # Sampled candidates come in draw order; sort them by score so that "the first N" means the N best,
+        # which is what update_pool's in_top mask and the running-beam choice assume (HF does the same
+        # since transformers 5.24; 5.23 let the first N *drawn* candidates finish instead).
+        top_scores, order = top_scores.sort(dim=-1, descending=True)
+        idx = idx.gather(1, order)
     else:
         top_scores, idx = torch.topk(acc, k=k)
     vocab = acc.shape[-1] // N
