@@ -6,21 +6,13 @@ model = tformer.from_pretrained("path/to/dir")  # tformer or Hugging Face direct
 tok = tformer.load_tokenizer("path/to/dir")
 """
 
-__version__ = "0.1.0"
-
-from tformer.config import ModelConfig  # noqa: E402
-from tformer.errors import CheckpointError, ConfigError, DataError, TformerError  # noqa: E402
-from tformer.io import from_pretrained, save_pretrained  # noqa: E402
-from tformer.models import ModelOutput, build  # noqa: E402
-from tformer.presets import PRESETS, get_preset  # noqa: E402
-
-
-def load_tokenizer(path):
-    """Load a tokenizer directory or file (GPT-2 BPE files, WordPiece vocab.txt, or tformer's format)."""
-    from tformer.tokenizers import load_tokenizer as _load
-
-    return _load(path)
-
+from tformer._version import __version__
+from tformer.config import ModelConfig
+from tformer.errors import CheckpointError, ConfigError, DataError, TformerError
+from tformer.loading import from_pretrained, save_pretrained
+from tformer.models import ModelOutput, build
+from tformer.presets import PRESETS, get_preset
+from tformer.tokenizers import load_tokenizer
 
 __all__ = [
     "PRESETS",

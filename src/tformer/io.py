@@ -1,8 +1,9 @@
-"""Saving and loading model directories: tformer's own format and Hugging Face's.
+"""Plain file I/O: atomic writes, weight files, config.json, and a tformer model directory.
 
-A directory holds ``config.json`` and ``model.safetensors``. tformer's config.json has ``"format": "tformer"``;
-anything with ``"architectures"`` / ``"model_type"`` is converted by ``tformer.interop``. Weights are read only
-through safetensors or ``torch.load(weights_only=True)``: pickled code is never executed.
+A tformer directory holds ``config.json`` (``"format": "tformer"`` and the ModelConfig) and
+``model.safetensors``. Weights are read only through safetensors or ``torch.load(weights_only=True)``: pickled
+code is never executed. Which format a directory holds, and building a model from it, is
+``tformer.loading``'s job; this module knows no model class.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from tformer import __version__
+from tformer._version import __version__
 from tformer.config import ModelConfig
-from tformer.errors import CheckpointError, ConfigError
+from tformer.errors import CheckpointError
 
 FORMAT = "tformer"
 FORMAT_VERSION = 1
@@ -61,19 +62,21 @@ def tied_aliases(model: torch.nn.Module) -> set[str]:
     return set(model.state_dict()) - set(unique_state_dict(model))
 
 
-def save_pretrained(model, path: str | Path) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into directory ``path``, each atomically."""
+def write_model_dir(path: str | Path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a tformer directory: ``model.safetensors`` (``tensors``), then ``config.json``, each atomically.
+
+    ``tensors`` must hold every storage once (see :func:`unique_state_dict`); safetensors refuses aliases.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"{path} exists and is not a directory")
     path.mkdir(parents=True, exist_ok=True)
-    tensors = unique_state_dict(model)
     atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "tformer_version": __version__,
-        "model": model.config.to_dict(),
+        "model": config.to_dict(),
     }
     atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
 
@@ -132,6 +135,7 @@ def load_weights(
 
 
 def read_config(path: Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a model directory (any format)."""
     cfg_path = path / CONFIG_NAME
     if not cfg_path.is_file():
         raise CheckpointError(f"{path} has no {CONFIG_NAME}; is it a model directory?")
@@ -141,38 +145,15 @@ def read_config(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
 
 
-def from_pretrained(
-    path: str | Path,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    attn_impl: str | None = None,
-):
-    """Load a model directory (tformer or Hugging Face format) and return the model in eval mode."""
-    from tformer.models import build
+def is_tformer_config(raw: dict[str, Any]) -> bool:
+    """Whether a parsed config.json was written by :func:`write_model_dir`."""
+    return raw.get("format") == FORMAT
 
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"model directory {path} does not exist")
-    if not path.is_dir():
-        raise CheckpointError(f"{path} is not a directory; pass a directory holding config.json and weights")
-    raw = read_config(path)
-    if raw.get("format") == FORMAT:
-        if raw.get("format_version", 1) > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{path} was written by a newer tformer (format {raw['format_version']}); upgrade"
-            )
-        config = ModelConfig.from_dict(raw["model"])
-        model = build(config, init=False)
-        load_weights(model, read_weights(path), source=str(path / WEIGHTS_NAME))
-    elif "architectures" in raw or "model_type" in raw:
-        from tformer.interop import hf
 
-        model = hf.load_hf_directory(path, raw)
-    else:
-        raise ConfigError(f"{path / CONFIG_NAME} is neither a tformer nor a Hugging Face config")
-    if dtype is not None or device is not None:
-        model.to(device=device, dtype=dtype)
-    if attn_impl is not None:
-        model.set_attn_impl(attn_impl)
-    return model.eval()
+def tformer_config(raw: dict[str, Any], path: Path) -> ModelConfig:
+    """The ModelConfig of a tformer config.json read from directory ``path``, refusing a newer format."""
+    if raw.get("format_version", 1) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer tformer (format {raw['format_version']}); upgrade"
+        )
+    return ModelConfig.from_dict(raw["model"])

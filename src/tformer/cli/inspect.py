@@ -10,19 +10,12 @@ from tformer.errors import ConfigError
 
 def load_config(target: str):
     """A ModelConfig from a preset name or a model directory (tformer or Hugging Face format)."""
-    from tformer.io import FORMAT, read_config
+    from tformer.loading import read_model_config
     from tformer.presets import PRESETS, get_preset
 
     path = Path(target)
     if path.is_dir():
-        raw = read_config(path)
-        if raw.get("format") == FORMAT:
-            from tformer.config import ModelConfig
-
-            return ModelConfig.from_dict(raw["model"])
-        from tformer.interop.hf import config_from_hf
-
-        return config_from_hf(raw)
+        return read_model_config(path)
     if target in PRESETS:
         return get_preset(target)
     raise ConfigError(

@@ -1,1 +1,2 @@
-"""Import of Hugging Face checkpoints: one converter module per family, each an explicit key map."""
+"""Import of Hugging Face checkpoints: one converter module per family, each an explicit key map, and the
+registry of them (``tformer.interop.hf.CONVERTERS``)."""

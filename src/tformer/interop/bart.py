@@ -14,16 +14,17 @@ import torch
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
 from tformer.interop.common import (
+    Converter,
     Rule,
     Tensors,
     activation_from_hf,
     drop_tied,
-    fuse_qkv,
+    fuse_encoder_decoder_attention,
     merge_alias,
     rename,
     require,
-    stores_distinct,
     strip_prefix,
+    untie_stored_head,
 )
 
 # fairseq/mBART switches that plain BART leaves off; tformer's BART layout has no place for them
@@ -82,9 +83,7 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
 
 def refine_config(config: ModelConfig, tensors: Tensors, architecture: str) -> ModelConfig:
     """Untie the LM head when the file stores one different from the shared embedding (as transformers 5 does)."""
-    if config.tie_word_embeddings and stores_distinct(tensors, "lm_head.weight", "model.shared.weight"):
-        return config.replace(tie_word_embeddings=False)
-    return config
+    return untie_stored_head(config, tensors, "lm_head.weight", "model.shared.weight")
 
 
 _S = r"(encoder|decoder)\.layers\.(\d+)\."
@@ -119,15 +118,15 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     if "final_logits_bias" not in tensors:
         # transformers treats a missing final_logits_bias as zeros (it is never trained)
         tensors["final_logits_bias"] = torch.zeros(1, config.vocab_size)
-    for stack, n in (("encoder", config.n_layers), ("decoder", config.n_decoder_layers)):
-        tensors = fuse_qkv(
-            tensors, n, f"{stack}.layers.{{i}}.self_attn.{{p}}_proj", f"{stack}.layers.{{i}}.self_attn.qkv"
-        )
-    tensors = fuse_qkv(
+    tensors = fuse_encoder_decoder_attention(
         tensors,
-        config.n_decoder_layers,
-        "decoder.layers.{i}.encoder_attn.{p}_proj",
-        "decoder.layers.{i}.encoder_attn.kv",
-        names=("k", "v"),
+        config,
+        self_attn="{stack}.layers.{i}.self_attn.{p}_proj",
+        self_fused="{stack}.layers.{i}.self_attn.qkv",
+        cross_attn="decoder.layers.{i}.encoder_attn.{p}_proj",
+        cross_fused="decoder.layers.{i}.encoder_attn.kv",
     )
     return rename(tensors, RULES, IGNORE, source=f"{architecture} checkpoint")
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)

@@ -11,6 +11,7 @@ from typing import Any
 from tformer.config import ModelConfig
 from tformer.errors import CheckpointError, ConfigError
 from tformer.interop.common import (
+    Converter,
     Rule,
     Tensors,
     activation_from_hf,
@@ -18,8 +19,8 @@ from tformer.interop.common import (
     fuse_qkv,
     rename,
     require,
-    stores_distinct,
     strip_prefix,
+    untie_stored_head,
 )
 
 # HF architecture -> (tformer head, pooler)
@@ -76,10 +77,9 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
 
 def refine_config(config: ModelConfig, tensors: Tensors, architecture: str) -> ModelConfig:
     """Untie the MLM decoder when the file stores it apart from the word embeddings (as transformers 5 does)."""
-    if config.head == "mlm" and config.tie_word_embeddings:
-        if stores_distinct(strip_prefix(tensors, ["bert."]), MLM_WEIGHT, EMBEDDING):
-            return config.replace(tie_word_embeddings=False)
-    return config
+    if config.head != "mlm":
+        return config  # only the MLM head is tied
+    return untie_stored_head(config, strip_prefix(tensors, ["bert."]), MLM_WEIGHT, EMBEDDING)
 
 
 _L = r"encoder\.layer\.(\d+)\."
@@ -147,3 +147,6 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     elif config.head in ("classification", "token_classification"):
         rules += CLASSIFIER_RULES
     return rename(tensors, rules, _ignored(config), source=f"{architecture} checkpoint")
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)

@@ -1,13 +1,16 @@
-"""Shared pieces of the Hugging Face converters: renaming by rules, fusing q/k/v, config helpers."""
+"""Shared pieces of the Hugging Face converters: the Converter type, renaming by rules, fusing q/k/v,
+config helpers."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from tformer.config import ModelConfig
 from tformer.errors import CheckpointError, ConfigError
 
 Tensors = dict[str, torch.Tensor]
@@ -25,6 +28,7 @@ ACTIVATIONS = {
 
 
 def activation_from_hf(name: str) -> str:
+    """tformer's name for a Hugging Face activation, or a ConfigError listing the supported ones."""
     try:
         return ACTIVATIONS[name]
     except KeyError:
@@ -32,6 +36,7 @@ def activation_from_hf(name: str) -> str:
 
 
 def require(hf: dict[str, Any], key: str) -> Any:
+    """``hf[key]``, or a ConfigError naming the missing key."""
     if key not in hf:
         raise ConfigError(f"Hugging Face config.json lacks {key!r}")
     return hf[key]
@@ -100,6 +105,22 @@ def fuse_qkv(tensors: Tensors, n_layers: int, src: str, dst: str, names=("q", "k
     return out
 
 
+def fuse_encoder_decoder_attention(
+    tensors: Tensors, config: ModelConfig, self_attn: str, self_fused: str, cross_attn: str, cross_fused: str
+) -> Tensors:
+    """Fuse q/k/v of every self-attention in both stacks, and k/v of every decoder cross-attention.
+
+    ``self_attn`` / ``self_fused`` are :func:`fuse_qkv` patterns with a ``{stack}`` field as well
+    (``"encoder"`` or ``"decoder"``), e.g. ``"{stack}.layers.{i}.self_attn.{p}_proj"``;
+    ``cross_attn`` / ``cross_fused`` are plain :func:`fuse_qkv` patterns over the decoder layers.
+    """
+    for stack, n in (("encoder", config.n_layers), ("decoder", config.n_decoder_layers)):
+        # fill {stack} now and keep {i} / {p} for fuse_qkv
+        src = self_attn.format(stack=stack, i="{i}", p="{p}")
+        tensors = fuse_qkv(tensors, n, src, self_fused.format(stack=stack, i="{i}"))
+    return fuse_qkv(tensors, config.n_decoder_layers, cross_attn, cross_fused, names=("k", "v"))
+
+
 def drop_tied(tensors: Tensors, name: str, tied: bool) -> Tensors:
     """Remove an output head that the model ties to its embedding (files may or may not store it)."""
     if tied:
@@ -113,6 +134,18 @@ def stores_distinct(tensors: Tensors, head: str, embedding: str) -> bool:
     transformers 5 then leaves the two untied whatever config.json says (e.g. a T5 v1.1 re-saved by it).
     """
     return head in tensors and embedding in tensors and not torch.equal(tensors[head], tensors[embedding])
+
+
+def untie_stored_head(config: ModelConfig, tensors: Tensors, head: str, *embeddings: str) -> ModelConfig:
+    """Untie a tied output head when the file stores it with values different from its embedding.
+
+    transformers 5 decides this from the file, not from config.json. ``embeddings`` are the names the
+    embedding may have (``"transformer.wte.weight"``, ``"wte.weight"``); the first one present is compared.
+    """
+    embedding = next((name for name in embeddings if name in tensors), None)
+    if config.tie_word_embeddings and embedding is not None and stores_distinct(tensors, head, embedding):
+        return config.replace(tie_word_embeddings=False)
+    return config
 
 
 def merge_alias(tensors: Tensors, alias: str, target: str) -> Tensors:
@@ -131,3 +164,29 @@ def merge_alias(tensors: Tensors, alias: str, target: str) -> Tensors:
             "tformer shares one embedding between them"
         )
     return tensors
+
+
+ConfigFn = Callable[[dict[str, Any], str], ModelConfig]
+RefineFn = Callable[[ModelConfig, Tensors, str], ModelConfig]
+StateDictFn = Callable[[Tensors, ModelConfig, str], Tensors]
+
+
+def keep_config(config: ModelConfig, tensors: Tensors, architecture: str) -> ModelConfig:
+    """The default :attr:`Converter.refine_config`: config.json alone decides."""
+    return config
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How one Hugging Face family becomes a tformer model; every function takes the HF architecture name.
+
+    Attributes:
+        config_from_hf: config.json dict -> ModelConfig.
+        state_dict_from_hf: the file's tensors -> tformer's state dict (renamed, fused, tied heads dropped).
+        refine_config: adjusts the config from the tensors before the model is built (transformers 5 decides
+            some tying from the file rather than config.json).
+    """
+
+    config_from_hf: ConfigFn
+    state_dict_from_hf: StateDictFn
+    refine_config: RefineFn = keep_config

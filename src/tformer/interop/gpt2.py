@@ -7,17 +7,19 @@ from typing import Any
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
 from tformer.interop.common import (
+    Converter,
     Tensors,
     activation_from_hf,
     drop_tied,
     rename,
     require,
-    stores_distinct,
     strip_prefix,
+    untie_stored_head,
 )
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
+    """The DecoderLM config of a GPT-2 config.json."""
     for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
         if hf.get(flag):
             raise ConfigError(f"GPT-2 option {flag}=true is not supported")
@@ -48,10 +50,7 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
 
 def refine_config(config: ModelConfig, tensors: Tensors, architecture: str) -> ModelConfig:
     """Untie the LM head when the file stores one different from ``wte`` (as transformers 5 does)."""
-    wte = "transformer.wte.weight" if "transformer.wte.weight" in tensors else "wte.weight"
-    if config.tie_word_embeddings and stores_distinct(tensors, "lm_head.weight", wte):
-        return config.replace(tie_word_embeddings=False)
-    return config
+    return untie_stored_head(config, tensors, "lm_head.weight", "transformer.wte.weight", "wte.weight")
 
 
 def _t(x):
@@ -79,6 +78,10 @@ IGNORE = [r"h\.\d+\.attn\.(bias|masked_bias)"]
 
 
 def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """Map GPT-2 tensor names onto DecoderLM, transposing the Conv1D weights."""
     tensors = strip_prefix(tensors, ["transformer."])
     tensors = drop_tied(tensors, "lm_head.weight", config.tie_word_embeddings)
     return rename(tensors, RULES, IGNORE, source="GPT-2 checkpoint")
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)

@@ -1,66 +1,58 @@
-"""Load a Hugging Face model directory: pick the converter by ``architectures``, map config and weights.
+"""The registry of Hugging Face converters: the ``architectures`` name of a config.json -> its Converter.
 
-Nothing here imports ``transformers``: the files are read directly.
+Nothing here imports ``transformers``: the files are read directly. Building the model and loading the
+converted weights is ``tformer.loading``'s job; interop only maps configs and tensors.
 """
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
 from typing import Any
 
+from tformer.config import ModelConfig
 from tformer.errors import ConfigError
+from tformer.interop import bart, bert, gpt2, llama, mixtral, t5
+from tformer.interop.common import Converter
 
-# HF architecture name -> converter module in tformer.interop
-ARCHITECTURES = {
-    "GPT2LMHeadModel": "gpt2",
-    "LlamaForCausalLM": "llama",
-    "MistralForCausalLM": "llama",
-    "MixtralForCausalLM": "mixtral",
-    "BertModel": "bert",
-    "BertForMaskedLM": "bert",
-    "BertForSequenceClassification": "bert",
-    "BertForTokenClassification": "bert",
-    "T5ForConditionalGeneration": "t5",
-    "BartForConditionalGeneration": "bart",
+# HF architecture name -> the converter of its family
+CONVERTERS: dict[str, Converter] = {
+    "GPT2LMHeadModel": gpt2.CONVERTER,
+    "LlamaForCausalLM": llama.CONVERTER,
+    "MistralForCausalLM": llama.CONVERTER,
+    "MixtralForCausalLM": mixtral.CONVERTER,
+    "BertModel": bert.CONVERTER,
+    "BertForMaskedLM": bert.CONVERTER,
+    "BertForSequenceClassification": bert.CONVERTER,
+    "BertForTokenClassification": bert.CONVERTER,
+    "T5ForConditionalGeneration": t5.CONVERTER,
+    "BartForConditionalGeneration": bart.CONVERTER,
 }
 
 
+def is_hf_config(raw: dict[str, Any]) -> bool:
+    """Whether a parsed config.json looks like Hugging Face's (it names an architecture or a model type)."""
+    return "architectures" in raw or "model_type" in raw
+
+
 def architecture_of(raw: dict[str, Any]) -> str:
+    """The supported architecture a config.json names, or a ConfigError listing the supported ones."""
     archs = raw.get("architectures") or []
     if not archs:
         raise ConfigError(
             f"config.json names no architecture (model_type={raw.get('model_type')!r}); "
-            f"supported: {', '.join(ARCHITECTURES)}"
+            f"supported: {', '.join(CONVERTERS)}"
         )
-    if archs[0] not in ARCHITECTURES:
-        raise ConfigError(f"unsupported architecture {archs[0]!r}; supported: {', '.join(ARCHITECTURES)}")
+    if archs[0] not in CONVERTERS:
+        raise ConfigError(f"unsupported architecture {archs[0]!r}; supported: {', '.join(CONVERTERS)}")
     return archs[0]
 
 
-def converter(architecture: str):
-    return importlib.import_module(f"tformer.interop.{ARCHITECTURES[architecture]}")
+def converter(raw: dict[str, Any]) -> tuple[str, Converter]:
+    """The architecture a config.json names and its converter."""
+    arch = architecture_of(raw)
+    return arch, CONVERTERS[arch]
 
 
-def config_from_hf(raw: dict[str, Any]):
+def config_from_hf(raw: dict[str, Any]) -> ModelConfig:
     """The tformer ModelConfig of a Hugging Face config.json dict."""
-    arch = architecture_of(raw)
-    return converter(arch).config_from_hf(raw, arch)
-
-
-def load_hf_directory(path: Path, raw: dict[str, Any]):
-    """Build the tformer model of an HF directory and load its converted weights."""
-    from tformer.io import load_weights, read_weights
-    from tformer.models import build
-
-    arch = architecture_of(raw)
-    module = converter(arch)
-    config = module.config_from_hf(raw, arch)
-    weights = read_weights(path)
-    # transformers 5 decides some tying from the file, not config.json (a head stored apart from the embedding)
-    if hasattr(module, "refine_config"):
-        config = module.refine_config(config, weights, arch)
-    model = build(config, init=False)
-    tensors = module.state_dict_from_hf(weights, config, arch)
-    load_weights(model, tensors, source=f"{arch} checkpoint in {path}")
-    return model
+    arch, conv = converter(raw)
+    return conv.config_from_hf(raw, arch)

@@ -6,13 +6,14 @@ from typing import Any
 
 from tformer.config import ModelConfig
 from tformer.interop.common import (
+    Converter,
     Tensors,
     activation_from_hf,
     drop_tied,
     fuse_qkv,
     rename,
     require,
-    stores_distinct,
+    untie_stored_head,
 )
 
 
@@ -30,6 +31,7 @@ def _rope(hf: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
+    """The DecoderLM config of a Llama or Mistral config.json (Mistral adds its sliding window)."""
     theta, scaling = _rope(hf)
     heads = require(hf, "num_attention_heads")
     window = hf.get("sliding_window") if architecture == "MistralForCausalLM" else None
@@ -68,9 +70,7 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
 
 def refine_config(config: ModelConfig, tensors: Tensors, architecture: str) -> ModelConfig:
     """Untie the LM head when the file stores one different from the embedding (as transformers 5 does)."""
-    if config.tie_word_embeddings and stores_distinct(tensors, "lm_head.weight", "model.embed_tokens.weight"):
-        return config.replace(tie_word_embeddings=False)
-    return config
+    return untie_stored_head(config, tensors, "lm_head.weight", "model.embed_tokens.weight")
 
 
 RULES = [
@@ -89,8 +89,12 @@ IGNORE = [r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq", r"model\.rotar
 
 
 def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """Map Llama/Mistral tensor names onto DecoderLM, fusing q/k/v."""
     tensors = fuse_qkv(
         tensors, config.n_layers, "model.layers.{i}.self_attn.{p}_proj", "model.layers.{i}.qkv"
     )
     tensors = drop_tied(tensors, "lm_head.weight", config.tie_word_embeddings)
     return rename(tensors, RULES, IGNORE, source=f"{architecture} checkpoint")
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)

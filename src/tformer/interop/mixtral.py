@@ -12,21 +12,19 @@ from typing import Any
 
 from tformer.config import ModelConfig
 from tformer.interop import llama
-from tformer.interop.common import Tensors, require
+from tformer.interop.common import Converter, Tensors, require
 
 EXPERT_NAMES = {"w1": "gate", "w3": "up", "w2": "down"}
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
+    """The DecoderLM config of a Mixtral config.json: Mistral's attention with a routed expert FFN."""
     base = llama.config_from_hf(hf, "MistralForCausalLM")  # Mixtral attention is Mistral's
     return base.replace(
         n_experts=require(hf, "num_local_experts"),
         n_experts_per_token=hf.get("num_experts_per_tok", 2),
         extra={"hf_architecture": architecture},
     )
-
-
-refine_config = llama.refine_config  # the same head/embedding names
 
 
 def _split_fused_experts(tensors: Tensors) -> Tensors:
@@ -49,6 +47,7 @@ def _split_fused_experts(tensors: Tensors) -> Tensors:
 
 
 def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """Map Mixtral tensor names onto DecoderLM: experts and router here, the rest as Llama's."""
     moe: Tensors = {}
     rest: Tensors = {}
     for name, t in _split_fused_experts(tensors).items():
@@ -63,3 +62,7 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
         else:
             rest[name] = t
     return {**llama.state_dict_from_hf(rest, config, architecture), **moe}
+
+
+# the same head/embedding names as Llama's
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, llama.refine_config)

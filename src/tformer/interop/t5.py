@@ -12,11 +12,12 @@ from typing import Any
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
 from tformer.interop.common import (
+    Converter,
     Rule,
     Tensors,
     activation_from_hf,
     drop_tied,
-    fuse_qkv,
+    fuse_encoder_decoder_attention,
     merge_alias,
     rename,
     require,
@@ -142,15 +143,15 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     for stack in ("encoder", "decoder"):
         tensors = merge_alias(tensors, f"{stack}.embed_tokens.weight", "shared.weight")
     tensors = drop_tied(tensors, "lm_head.weight", config.tie_word_embeddings)
-    for stack, n in (("encoder", config.n_layers), ("decoder", config.n_decoder_layers)):
-        tensors = fuse_qkv(
-            tensors, n, f"{stack}.block.{{i}}.layer.0.SelfAttention.{{p}}", f"{stack}.block.{{i}}.layer.0.qkv"
-        )
-    tensors = fuse_qkv(
+    tensors = fuse_encoder_decoder_attention(
         tensors,
-        config.n_decoder_layers,
-        "decoder.block.{i}.layer.1.EncDecAttention.{p}",
-        "decoder.block.{i}.layer.1.kv",
-        names=("k", "v"),
+        config,
+        self_attn="{stack}.block.{i}.layer.0.SelfAttention.{p}",
+        self_fused="{stack}.block.{i}.layer.0.qkv",
+        cross_attn="decoder.block.{i}.layer.1.EncDecAttention.{p}",
+        cross_fused="decoder.block.{i}.layer.1.kv",
     )
     return rename(tensors, RULES, IGNORE, source=f"{architecture} checkpoint")
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from tformer.config import ModelConfig
+from tformer.io import unique_state_dict, write_model_dir
 from tformer.nn.attention import ATTN_IMPLS, Attention
 from tformer.nn.kv_cache import KVCache, RollingKVCache, StaticKV
 from tformer.nn.stack import TransformerStack
@@ -121,9 +122,7 @@ class TransformerModel(nn.Module):
     # --- delegation ------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` to a directory (atomically)."""
-        from tformer.io import save_pretrained
-
-        save_pretrained(self, path)
+        write_model_dir(path, self.config, unique_state_dict(self))
 
     def generate(self, input_ids: torch.Tensor, **kwargs: Any):
         """Autoregressive generation; see ``tformer.generation.generate`` for the options."""

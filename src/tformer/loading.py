@@ -1,0 +1,85 @@
+"""Load and save models: tformer's own directories and Hugging Face's.
+
+A directory holds ``config.json`` and weights. tformer's config.json has ``"format": "tformer"`` (see
+``tformer.io``); one with ``"architectures"`` / ``"model_type"`` is converted by the family converter that
+``tformer.interop.hf.CONVERTERS`` names. This module decides which, builds the model and loads the weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tformer import io
+from tformer.config import ModelConfig
+from tformer.errors import CheckpointError, ConfigError
+from tformer.interop import hf
+from tformer.models import TransformerModel, build
+
+
+def _model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model directory {path} does not exist")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a directory; pass a directory holding config.json and weights")
+    return path
+
+
+def _not_a_model_config(path: Path) -> ConfigError:
+    return ConfigError(f"{path / io.CONFIG_NAME} is neither a tformer nor a Hugging Face config")
+
+
+def read_model_config(path: str | Path) -> ModelConfig:
+    """The ModelConfig of a model directory in either format, without reading its weights."""
+    path = _model_dir(path)
+    raw = io.read_config(path)
+    if io.is_tformer_config(raw):
+        return io.tformer_config(raw, path)
+    if hf.is_hf_config(raw):
+        return hf.config_from_hf(raw)
+    raise _not_a_model_config(path)
+
+
+def _load_hf(path: Path, raw: dict[str, Any]) -> TransformerModel:
+    """Build the tformer model of a Hugging Face directory and load its converted weights."""
+    arch, conv = hf.converter(raw)
+    config = conv.config_from_hf(raw, arch)
+    weights = io.read_weights(path)
+    config = conv.refine_config(config, weights, arch)
+    model = build(config, init=False)
+    io.load_weights(
+        model, conv.state_dict_from_hf(weights, config, arch), source=f"{arch} checkpoint in {path}"
+    )
+    return model
+
+
+def from_pretrained(
+    path: str | Path,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    attn_impl: str | None = None,
+) -> TransformerModel:
+    """Load a model directory (tformer or Hugging Face format) and return the model in eval mode."""
+    path = _model_dir(path)
+    raw = io.read_config(path)
+    if io.is_tformer_config(raw):
+        model = build(io.tformer_config(raw, path), init=False)
+        io.load_weights(model, io.read_weights(path), source=str(path / io.WEIGHTS_NAME))
+    elif hf.is_hf_config(raw):
+        model = _load_hf(path, raw)
+    else:
+        raise _not_a_model_config(path)
+    if dtype is not None or device is not None:
+        model.to(device=device, dtype=dtype)
+    if attn_impl is not None:
+        model.set_attn_impl(attn_impl)
+    return model.eval()
+
+
+def save_pretrained(model: TransformerModel, path: str | Path) -> None:
+    """Write ``config.json`` and ``model.safetensors`` into directory ``path``, each atomically."""
+    model.save_pretrained(path)
