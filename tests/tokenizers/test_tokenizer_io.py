@@ -9,7 +9,7 @@ import pytest
 
 from tformer.errors import ConfigError
 from tformer.tokenizers import ByteLevelBPETokenizer, WordPieceTokenizer, load_tokenizer, train_bpe
-from tformer.tokenizers.io import TFORMER_FILE
+from tformer.tokenizers.formats import TFORMER_FILE
 
 TEXT = "the cat sat on the mat; the dog ate the cat's hat. 123 café 中文 🙂\n" * 20
 

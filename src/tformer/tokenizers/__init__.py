@@ -5,6 +5,10 @@ masks), ``decode_stream`` (incremental decoding for generation), ``vocab_size``,
 (``bos_token_id``, ``eos_token_id``, ``pad_token_id``, ...) and ``save(directory)``, which
 :func:`load_tokenizer` reads back.
 
+Modules, bottom up: ``pretokenize``, ``stream``, ``base``; ``formats`` (the files); ``corpus`` (training
+text); ``bpe_train`` (the merge-learning algorithm); ``bpe``, ``wordpiece``, ``char``; ``loading`` (which
+tokenizer a directory holds).
+
 Example:
     >>> from tformer.tokenizers import ByteLevelBPETokenizer, load_tokenizer
     >>> tok = ByteLevelBPETokenizer.train(["some text to learn from"], vocab_size=300)  # doctest: +SKIP
@@ -12,10 +16,10 @@ Example:
 """
 
 from tformer.tokenizers.base import Tokenizer
-from tformer.tokenizers.bpe import ByteLevelBPETokenizer
-from tformer.tokenizers.bpe_train import train_bpe
+from tformer.tokenizers.bpe import ByteLevelBPETokenizer, train_bpe
 from tformer.tokenizers.char import CharTokenizer
-from tformer.tokenizers.io import bpe_from_gpt2_files, iter_lines, load_tokenizer
+from tformer.tokenizers.corpus import iter_lines
+from tformer.tokenizers.loading import bpe_from_gpt2_files, load_tokenizer
 from tformer.tokenizers.pretokenize import CL100K_PATTERN, GPT2_PATTERN
 from tformer.tokenizers.stream import ByteDecodeStream, DecodeStream
 from tformer.tokenizers.wordpiece import WordPieceTokenizer

@@ -1,7 +1,8 @@
 """The surface every tformer tokenizer shares: special-token policy, sentence pairs, batching.
 
-A subclass supplies four things: ``_encode_ordinary`` (text without special tokens to ids), ``_decode_bytes``
-(ids to UTF-8 bytes, special tokens included), ``vocab_size`` and ``save``. Everything else (the
+A subclass supplies: ``_encode_ordinary`` (text without special tokens to ids), ``_decode_bytes``
+(ids to UTF-8 bytes, special tokens included), ``vocab_size``, and its file: ``file_type``, ``save`` and
+``from_config``. Everything else (the
 tiktoken-style special-token policy, sentence pairs, truncation, padding to tensors with attention masks,
 incremental decoding for generation) is implemented once here.
 """
@@ -12,7 +13,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import regex
 
@@ -99,6 +100,8 @@ class Tokenizer(ABC):
 
     #: Whether ``encode_batch`` returns ``token_type_ids`` (sentence-pair models such as BERT).
     returns_token_type_ids = False
+    #: The ``"type"`` of this tokenizer in tformer's tokenizer file (``tformer.tokenizers.formats``).
+    file_type: ClassVar[str]
 
     bos_token_id: int | None
     eos_token_id: int | None
@@ -137,6 +140,11 @@ class Tokenizer(ABC):
     @abstractmethod
     def save(self, directory: str | Path) -> Path:
         """Write the tokenizer to ``directory`` so that ``load_tokenizer(directory)`` reads it back."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, doc: dict[str, Any]) -> Tokenizer:
+        """Build from the document of a tformer tokenizer file (what ``save`` wrote)."""
 
     # ---- encoding -----------------------------------------------------------------------------------
     def encode_ordinary(self, text: str) -> list[int]:

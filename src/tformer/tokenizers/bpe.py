@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
@@ -18,7 +18,17 @@ from typing import Any, Literal
 
 from tformer.errors import ConfigError, DataError
 from tformer.tokenizers.base import Tokenizer
-from tformer.tokenizers.pretokenize import make_splitter, resolve_pattern
+from tformer.tokenizers.bpe_train import MAX_VOCAB_SIZE, ProgressFn, assign_ids, count_words, learn_merges
+from tformer.tokenizers.corpus import iter_lines
+from tformer.tokenizers.formats import (
+    byte_vocab_from_json,
+    byte_vocab_to_json,
+    merges_from_lines,
+    merges_to_lines,
+    write_gpt2_files,
+    write_tformer_file,
+)
+from tformer.tokenizers.pretokenize import make_splitter, pattern_name, resolve_pattern
 from tformer.tokenizers.stream import ByteDecodeStream
 
 # Chunks longer than this (in bytes) use the O(n log n) heap merge instead of the O(n^2) scan.
@@ -126,6 +136,8 @@ class ByteLevelBPETokenizer(Tokenizer):
         'hello'
     """
 
+    file_type = "byte_bpe"
+
     def __init__(
         self,
         vocab: dict[bytes, int],
@@ -174,29 +186,9 @@ class ByteLevelBPETokenizer(Tokenizer):
                     )
 
     @classmethod
-    def train(
-        cls,
-        data: Iterable[str] | str,
-        vocab_size: int,
-        *,
-        min_frequency: int = 0,
-        special_tokens: Sequence[str] = ("<|endoftext|>",),
-        pattern: str = "gpt2",
-        layout: Literal["gpt2", "hf"] = "gpt2",
-        progress: Callable[[int, int], None] | None = None,
-    ) -> ByteLevelBPETokenizer:
-        """Learn a byte-level BPE vocabulary from texts (see :func:`tformer.tokenizers.bpe_train.train_bpe`)."""
-        from tformer.tokenizers.bpe_train import train_bpe
-
-        return train_bpe(
-            data,
-            vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=special_tokens,
-            pattern=pattern,
-            layout=layout,
-            progress=progress,
-        )
+    def train(cls, data: Iterable[str] | str, vocab_size: int, **kwargs: Any) -> ByteLevelBPETokenizer:
+        """Learn a byte-level BPE vocabulary from texts: :func:`train_bpe`, whose options it takes."""
+        return train_bpe(data, vocab_size, **kwargs)
 
     @classmethod
     def train_from_files(
@@ -211,13 +203,18 @@ class ByteLevelBPETokenizer(Tokenizer):
 
         Args:
             paths: one file or several.
-            vocab_size: as in :meth:`train`; other keyword arguments go to :meth:`train` too.
+            vocab_size: as in :func:`train_bpe`; other keyword arguments go to :func:`train_bpe` too.
             errors: ``"strict"`` (invalid UTF-8 is a DataError naming the file and byte offset),
                 ``"replace"`` or ``"ignore"``.
         """
-        from tformer.tokenizers.io import iter_lines
+        return train_bpe(iter_lines(paths, errors=errors), vocab_size, **kwargs)
 
-        return cls.train(iter_lines(paths, errors=errors), vocab_size, **kwargs)
+    @classmethod
+    def from_config(cls, doc: dict[str, Any]) -> ByteLevelBPETokenizer:
+        """Build from the fields of a tformer tokenizer file."""
+        vocab = byte_vocab_from_json(doc["vocab"])
+        merges = merges_from_lines(doc["merges"])
+        return cls(vocab, merges, doc["special_tokens"], doc["pattern"], doc["roles"])
 
     @property
     def vocab_size(self) -> int:
@@ -415,6 +412,61 @@ class ByteLevelBPETokenizer(Tokenizer):
     # ---- files --------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``tformer_tokenizer.json`` (tformer's versioned format) plus GPT-2's ``vocab.json``/``merges.txt``."""
-        from tformer.tokenizers import io
+        fields = {
+            "pattern": pattern_name(self.pattern),
+            "vocab": byte_vocab_to_json(self.vocab),
+            "merges": merges_to_lines(self.merges),
+        }
+        out = write_tformer_file(self, fields, directory)
+        write_gpt2_files(self.vocab, self.merges, self.special_tokens, out)
+        return out
 
-        return io.save_bpe(self, directory)
+
+def train_bpe(
+    data: Iterable[str] | str,
+    vocab_size: int,
+    *,
+    min_frequency: int = 0,
+    special_tokens: Sequence[str] = ("<|endoftext|>",),
+    pattern: str = "gpt2",
+    layout: Literal["gpt2", "hf"] = "gpt2",
+    progress: ProgressFn | None = None,
+) -> ByteLevelBPETokenizer:
+    """Train a byte-level BPE tokenizer (the algorithm is in :mod:`tformer.tokenizers.bpe_train`).
+
+    Args:
+        data: texts; each is pre-tokenised on its own (to train on files as HF does, pass their lines:
+            :func:`tformer.tokenizers.corpus.iter_lines`).
+        vocab_size: final vocabulary size, special tokens and the 256 bytes included.
+        min_frequency: a pair must occur at least this often to be merged.
+        special_tokens: added with fixed ids; the first is also bos/eos when named ``<|endoftext|>``.
+        pattern: ``"gpt2"`` (default), ``"cl100k"`` or a regex.
+        layout: ``"gpt2"``: bytes, then merges, then special tokens (so ``<|endoftext|>`` follows the
+            merges, as GPT-2's 50256 does); ``"hf"``: special tokens first (0..k-1), as HF's trainer does.
+        progress: called as ``progress(done, total)`` while merging.
+
+    Returns:
+        The trained tokenizer; its merges equal HF ``tokenizers``' for the same texts and settings.
+
+    Raises:
+        ConfigError: vocab_size too small for the byte alphabet and special tokens, or a bad layout.
+        DataError: no text to learn from.
+    """
+    if isinstance(data, str):
+        data = [data]
+    specials = list(dict.fromkeys(special_tokens))
+    if layout not in ("gpt2", "hf"):
+        raise ConfigError(f"layout must be 'gpt2' or 'hf', got {layout!r}")
+    if vocab_size < 256 + len(specials):
+        raise ConfigError(
+            f"vocab_size {vocab_size} is smaller than the 256 byte tokens plus {len(specials)} special tokens; "
+            f"use at least {256 + len(specials)}"
+        )
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise ConfigError(f"vocab_size {vocab_size} is too large (at most {MAX_VOCAB_SIZE})")
+    word_counts = count_words(data, pattern)
+    if not word_counts:
+        raise DataError("no training text: the data is empty; give at least one non-empty text or file")
+    merges = learn_merges(word_counts, vocab_size - len(specials), min_frequency, progress)
+    vocab, special_ids = assign_ids(merges, specials, layout)
+    return ByteLevelBPETokenizer(vocab, merges, special_ids, pattern)

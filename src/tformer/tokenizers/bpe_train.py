@@ -1,4 +1,7 @@
-"""Training byte-level BPE, merge for merge identical to Hugging Face ``tokenizers``' BpeTrainer.
+"""Learning byte-level BPE merges, merge for merge identical to Hugging Face ``tokenizers``' BpeTrainer.
+
+The entry point is :func:`tformer.tokenizers.bpe.train_bpe`; this module holds the algorithm and knows no
+tokenizer class.
 
 The loop never recounts the corpus. Words (pre-tokenised chunks) are counted once; pair counts are kept in
 a dict and updated from the few words each merge touches, found through an index from pair to words; the
@@ -20,15 +23,13 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable
 
-from tformer.errors import ConfigError, DataError
-from tformer.tokenizers.bpe import ByteLevelBPETokenizer
 from tformer.tokenizers.pretokenize import byte_alphabet_order, make_splitter
 
 _SHIFT = 24  # pair key = left << 24 | right; key order equals (left, right) order
 _MASK = (1 << _SHIFT) - 1
+MAX_VOCAB_SIZE = _MASK  # ids must fit in the right half of a pair key
 
 ProgressFn = Callable[[int, int], None]
 
@@ -164,58 +165,14 @@ def _apply_merge(
     return created
 
 
-def train_bpe(
-    data: Iterable[str] | str,
-    vocab_size: int,
-    *,
-    min_frequency: int = 0,
-    special_tokens: Sequence[str] = ("<|endoftext|>",),
-    pattern: str = "gpt2",
-    layout: Literal["gpt2", "hf"] = "gpt2",
-    progress: ProgressFn | None = None,
-) -> ByteLevelBPETokenizer:
-    """Train a byte-level BPE tokenizer.
+def assign_ids(
+    merges: list[tuple[bytes, bytes]], specials: list[str], layout: str
+) -> tuple[dict[bytes, int], dict[str, int]]:
+    """(ordinary vocab, special token ids) of learned merges in ``layout`` ``"gpt2"`` or ``"hf"``.
 
-    Args:
-        data: texts; each is pre-tokenised on its own (to train on files as HF does, pass their lines:
-            :func:`tformer.tokenizers.io.iter_lines`).
-        vocab_size: final vocabulary size, special tokens and the 256 bytes included.
-        min_frequency: a pair must occur at least this often to be merged.
-        special_tokens: added with fixed ids; the first is also bos/eos when named ``<|endoftext|>``.
-        pattern: ``"gpt2"`` (default), ``"cl100k"`` or a regex.
-        layout: ``"gpt2"``: bytes, then merges, then special tokens (so ``<|endoftext|>`` follows the
-            merges, as GPT-2's 50256 does); ``"hf"``: special tokens first (0..k-1), as HF's trainer does.
-        progress: called as ``progress(done, total)`` while merging.
-
-    Returns:
-        The trained tokenizer; its merges equal HF ``tokenizers``' for the same texts and settings.
-
-    Raises:
-        ConfigError: vocab_size too small for the byte alphabet and special tokens, or a bad layout.
-        DataError: no text to learn from.
+    The 256 bytes come in byte-alphabet order, then each new merge result; special tokens come after them
+    (``"gpt2"``) or before them, from 0 (``"hf"``).
     """
-    if isinstance(data, str):
-        data = [data]
-    specials = list(dict.fromkeys(special_tokens))
-    if layout not in ("gpt2", "hf"):
-        raise ConfigError(f"layout must be 'gpt2' or 'hf', got {layout!r}")
-    if vocab_size < 256 + len(specials):
-        raise ConfigError(
-            f"vocab_size {vocab_size} is smaller than the 256 byte tokens plus {len(specials)} special tokens; "
-            f"use at least {256 + len(specials)}"
-        )
-    if vocab_size > _MASK:
-        raise ConfigError(f"vocab_size {vocab_size} is too large (at most {_MASK})")
-    word_counts = count_words(data, pattern)
-    if not word_counts:
-        raise DataError("no training text: the data is empty; give at least one non-empty text or file")
-    merges = learn_merges(word_counts, vocab_size - len(specials), min_frequency, progress)
-    return _build(merges, specials, pattern, layout)
-
-
-def _build(
-    merges: list[tuple[bytes, bytes]], specials: list[str], pattern: str, layout: str
-) -> ByteLevelBPETokenizer:
     offset = len(specials) if layout == "hf" else 0
     vocab: dict[bytes, int] = {}
     for b in byte_alphabet_order():
@@ -223,5 +180,4 @@ def _build(
     for a, b in merges:
         vocab.setdefault(a + b, offset + len(vocab))
     start = 0 if layout == "hf" else len(vocab)
-    special_ids = {token: start + k for k, token in enumerate(specials)}
-    return ByteLevelBPETokenizer(vocab, merges, special_ids, pattern)
+    return vocab, {token: start + k for k, token in enumerate(specials)}

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tformer.errors import ConfigError, DataError
-from tformer.tokenizers.base import Tokenizer
+from tformer.tokenizers.base import Tokenizer, as_id_list
+from tformer.tokenizers.formats import write_tformer_file
 from tformer.tokenizers.stream import ByteDecodeStream
 
 UnknownPolicy = Literal["error", "replace", "skip"]
@@ -34,6 +35,8 @@ class CharTokenizer(Tokenizer):
         >>> tok.encode("hole"), tok.vocab_size
         ([1, 3, 2, 0], 4)
     """
+
+    file_type = "char"
 
     def __init__(
         self,
@@ -113,8 +116,6 @@ class CharTokenizer(Tokenizer):
 
     def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
         """Characters of ``ids``; special tokens appear as their text unless skipped."""
-        from tformer.tokenizers.base import as_id_list
-
         tokens, n_chars = self._tokens, len(self.chars)
         out = []
         for i in as_id_list(ids):
@@ -135,7 +136,5 @@ class CharTokenizer(Tokenizer):
 
     def save(self, directory: str | Path) -> Path:
         """Write ``tformer_tokenizer.json``."""
-        from tformer.tokenizers.io import write_tformer_file
-
         fields = {"chars": self.chars, "unknown": self.unknown, "unk_token": self.unk_token}
-        return write_tformer_file(self, "char", fields, directory)
+        return write_tformer_file(self, fields, directory)

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from tformer.errors import ConfigError, DataError
-from tformer.tokenizers.base import Tokenizer
+from tformer.tokenizers.base import Tokenizer, as_id_list
+from tformer.tokenizers.formats import (
+    read_vocab_txt,
+    read_wordpiece_settings,
+    write_tformer_file,
+    write_vocab_txt,
+)
 
 #: Characters with the Unicode White_Space property (what Rust's ``char::is_whitespace`` accepts).
 WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
@@ -136,6 +142,7 @@ class WordPieceTokenizer(Tokenizer):
     """
 
     returns_token_type_ids = True
+    file_type = "wordpiece"
 
     def __init__(
         self,
@@ -181,36 +188,9 @@ class WordPieceTokenizer(Tokenizer):
         """Read ``vocab.txt`` (one token per line, id = line number); settings from keyword arguments, or
         from ``do_lower_case``/``strip_accents``/``tokenize_chinese_chars`` in a ``tokenizer_config.json``
         beside it."""
-        import json
-
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(
-                f"{path}: not UTF-8 (byte offset {e.start}); a vocab.txt must be UTF-8"
-            ) from None
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        if not lines:
-            raise ConfigError(f"{path}: empty vocabulary file")
-        vocab: dict[str, int] = {}
-        for i, line in enumerate(lines):
-            vocab[line.rstrip("\r")] = i  # a repeated token keeps its last line, as HF does
-        config_path = path.parent / "tokenizer_config.json"
-        if config_path.is_file():
-            try:
-                config = json.loads(config_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                config = {}
-            for key, name in (("do_lower_case", "lowercase"), ("strip_accents", "strip_accents")):
-                if key in config and name not in kwargs:
-                    kwargs[name] = config[key]
-            if "tokenize_chinese_chars" in config:
-                kwargs.setdefault("tokenize_chinese_chars", config["tokenize_chinese_chars"])
+        vocab = read_vocab_txt(path)
+        kwargs = {**read_wordpiece_settings(path.parent), **kwargs}  # explicit arguments win
         try:
             return cls(vocab, **kwargs)
         except ConfigError as e:
@@ -303,8 +283,6 @@ class WordPieceTokenizer(Tokenizer):
     # ---- decoding -----------------------------------------------------------------------------------
     def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
         """Tokens joined by spaces, with ``##`` continuations glued to the piece before them."""
-        from tformer.tokenizers.base import as_id_list
-
         special = set(self.special_tokens.values())
         words: list[str] = []
         for i in as_id_list(ids):
@@ -333,8 +311,6 @@ class WordPieceTokenizer(Tokenizer):
     # ---- files --------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``tformer_tokenizer.json`` and BERT's ``vocab.txt``."""
-        from tformer.tokenizers.io import write_tformer_file
-
         tokens = [self._id_to_token.get(i, "") for i in range(self.vocab_size)]
         fields = {
             "vocab": tokens,
@@ -345,6 +321,6 @@ class WordPieceTokenizer(Tokenizer):
             "continuing_prefix": self.continuing_prefix,
             "max_input_chars_per_word": self.max_input_chars_per_word,
         }
-        out = write_tformer_file(self, "wordpiece", fields, directory)
-        (out / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+        out = write_tformer_file(self, fields, directory)
+        write_vocab_txt(tokens, out)
         return out
