@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -9,6 +10,7 @@ import torch
 import tformer
 
 ATOL_REL = 1e-5  # max abs difference relative to the output scale
+IMPLS = ["sdpa", "reference"]  # tformer's attention backends, each compared with Hugging Face
 
 
 @torch.no_grad()
@@ -25,6 +27,22 @@ def save_and_load(hf_model, directory: Path, attn_impl: str = "sdpa"):
     """Save an HF model with save_pretrained and load it back through tformer.from_pretrained."""
     hf_model.save_pretrained(directory)
     return tformer.from_pretrained(directory, attn_impl=attn_impl)
+
+
+def load_families(makers: Mapping[str, Callable[[], torch.nn.Module]], tmp_path_factory) -> dict[str, tuple]:
+    """Per name: the HF model ``make()`` builds (eval mode, perturbed), the directory it was saved to, and
+    tformer's loads of that directory, one per attention backend in :data:`IMPLS`.
+
+    For module-scoped fixtures: the models are built once, under seed 0.
+    """
+    torch.manual_seed(0)
+    out = {}
+    for name, make in makers.items():
+        hf = make().eval()
+        perturb(hf)
+        d = tmp_path_factory.mktemp(name)
+        out[name] = (hf, d, {impl: save_and_load(hf, d, impl) for impl in IMPLS})
+    return out
 
 
 def assert_close_scaled(

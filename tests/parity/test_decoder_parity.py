@@ -13,9 +13,9 @@ from tests.parity.helpers import (
     hf_gpt2,
     hf_llama,
     hf_mistral,
+    load_families,
     perturb,
     right_padded_batch,
-    save_and_load,
 )
 
 transformers = pytest.importorskip("transformers")
@@ -33,14 +33,7 @@ FAMILIES = {
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """One HF model per family, saved and loaded once with each attention backend."""
-    torch.manual_seed(0)
-    out = {}
-    for name, make in FAMILIES.items():
-        hf = make().eval()
-        perturb(hf)
-        d = tmp_path_factory.mktemp(name)
-        out[name] = (hf, {impl: save_and_load(hf, d, impl) for impl in ("sdpa", "reference")})
-    return out
+    return {name: (hf, loads) for name, (hf, _, loads) in load_families(FAMILIES, tmp_path_factory).items()}
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "reference"])

@@ -4,18 +4,18 @@ BertForTokenClassification (token types, padding, both attention backends)."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 import tformer
-from tests.parity.helpers import assert_close_scaled, perturb, right_padded_batch, save_and_load
+from tests.parity.helpers import IMPLS, assert_close_scaled, load_families, right_padded_batch
 
 transformers = pytest.importorskip("transformers")
 
 VOCAB, PAD, N_LABELS = 96, 0, 3
-IMPLS = ["sdpa", "reference"]
 ARCHS = ["BertModel", "BertForMaskedLM", "BertForSequenceClassification", "BertForTokenClassification"]
 
 
@@ -37,14 +37,8 @@ def bert_config() -> transformers.BertConfig:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Per architecture: the HF model, its directory, and tformer loads with each attention backend."""
-    torch.manual_seed(0)
-    out = {}
-    for arch in ARCHS:
-        hf = getattr(transformers, arch)(bert_config()).eval()
-        perturb(hf)
-        d = tmp_path_factory.mktemp(arch)
-        out[arch] = (hf, d, {impl: save_and_load(hf, d, impl) for impl in IMPLS})
-    return out
+    makers = {arch: partial(getattr(transformers, arch), bert_config()) for arch in ARCHS}
+    return load_families(makers, tmp_path_factory)
 
 
 def batch(padded: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

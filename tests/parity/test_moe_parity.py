@@ -1,9 +1,11 @@
 """Mixture-of-experts parity with Hugging Face Mixtral."""
 
+from functools import partial
+
 import pytest
 import torch
 
-from tests.parity.helpers import assert_close_scaled, perturb, right_padded_batch, save_and_load
+from tests.parity.helpers import assert_close_scaled, load_families, right_padded_batch
 
 transformers = pytest.importorskip("transformers")
 
@@ -12,7 +14,6 @@ VOCAB = 80
 
 @pytest.fixture(scope="module")
 def mixtral(tmp_path_factory):
-    torch.manual_seed(0)
     cfg = transformers.MixtralConfig(
         vocab_size=VOCAB,
         hidden_size=32,
@@ -25,10 +26,9 @@ def mixtral(tmp_path_factory):
         max_position_embeddings=64,
         pad_token_id=0,
     )
-    hf = transformers.MixtralForCausalLM(cfg).eval()
-    perturb(hf)
-    d = tmp_path_factory.mktemp("mixtral")
-    return hf, {impl: save_and_load(hf, d, impl) for impl in ("sdpa", "reference")}
+    families = load_families({"mixtral": partial(transformers.MixtralForCausalLM, cfg)}, tmp_path_factory)
+    hf, _, loads = families["mixtral"]
+    return hf, loads
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "reference"])

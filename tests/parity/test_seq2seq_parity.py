@@ -9,13 +9,12 @@ import pytest
 import torch
 
 import tformer
-from tests.parity.helpers import assert_close_scaled, perturb, right_padded_batch, save_and_load
+from tests.parity.helpers import IMPLS, assert_close_scaled, load_families, right_padded_batch
 from tformer.training.losses import token_cross_entropy
 
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 96
-IMPLS = ["sdpa", "reference"]
 PAD = {"t5_v1_0": 0, "t5_v1_1": 0, "bart": 1}
 
 
@@ -90,14 +89,7 @@ FAMILIES = {"t5_v1_0": t5_v1_0, "t5_v1_1": t5_v1_1, "bart": bart}
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Per family: the HF model, its directory, and tformer loads with each attention backend."""
-    torch.manual_seed(0)
-    out = {}
-    for name, make in FAMILIES.items():
-        hf = make().eval()
-        perturb(hf)
-        d = tmp_path_factory.mktemp(name)
-        out[name] = (hf, d, {impl: save_and_load(hf, d, impl) for impl in IMPLS})
-    return out
+    return load_families(FAMILIES, tmp_path_factory)
 
 
 def batch(family: str, padded: bool) -> tuple[torch.Tensor, ...]:
