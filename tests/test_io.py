@@ -100,3 +100,42 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         atomic_write(target, boom)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_write_model_dir_needs_only_config_and_tensors(tmp_path):
+    """A tformer directory is written from a config and a state dict, and read back the same, with no model."""
+    from tformer.io import (
+        is_tformer_config,
+        read_config,
+        read_weights,
+        tformer_config,
+        unique_state_dict,
+        write_model_dir,
+    )
+
+    torch.manual_seed(0)
+    model = tformer.build("gpt-tiny")
+    tensors = unique_state_dict(model)
+    assert "lm_head.weight" not in tensors  # tied to the embedding: stored once
+    write_model_dir(tmp_path / "a", model.config, tensors)
+    raw = read_config(tmp_path / "a")
+    assert is_tformer_config(raw) and raw["tformer_version"] == tformer.__version__
+    assert tformer_config(raw, tmp_path / "a") == model.config
+    back = read_weights(tmp_path / "a")
+    assert back.keys() == tensors.keys() and all(torch.equal(back[k], tensors[k]) for k in tensors)
+    # the method writes exactly this
+    model.save_pretrained(tmp_path / "b")
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="exists and is not a directory"):
+        write_model_dir(tmp_path / "file", model.config, tensors)
+
+
+def test_a_newer_format_is_refused(tmp_path):
+    tformer.build("gpt-tiny").save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match="newer tformer \\(format 99\\); upgrade"):
+        tformer.from_pretrained(tmp_path)

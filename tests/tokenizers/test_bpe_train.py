@@ -163,3 +163,23 @@ def test_iter_lines_reports_file_and_byte_offset(tmp_path):
         list(iter_lines([tmp_path / "missing.txt"]))
     with pytest.raises(DataError, match="cannot read"):
         list(iter_lines([tmp_path]))
+
+
+def test_class_methods_are_train_bpe(tmp_path):
+    """ByteLevelBPETokenizer.train and train_from_files take train_bpe's options and give its result."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_corpus(3, 200), encoding="utf-8")
+    options = {"min_frequency": 2, "special_tokens": ["<pad>", "<|endoftext|>"], "layout": "hf"}
+    expected = train_bpe(iter_lines(corpus), 330, **options)
+    for tok in (
+        ByteLevelBPETokenizer.train(list(iter_lines(corpus)), 330, **options),
+        ByteLevelBPETokenizer.train_from_files(corpus, 330, **options),
+    ):
+        assert (tok.vocab, tok.merges, tok.special_tokens) == (
+            expected.vocab,
+            expected.merges,
+            expected.special_tokens,
+        )
+    assert expected.special_tokens == {"<pad>": 0, "<|endoftext|>": 1}
+    with pytest.raises(TypeError, match="unexpected keyword argument 'vocab'"):
+        ByteLevelBPETokenizer.train(["text"], 300, vocab={})

@@ -339,7 +339,8 @@ def _resume_configs(spec: RunSpec, info: dict[str, Any]) -> tuple[TrainConfig, M
 
 def run_training(spec: RunSpec) -> RunResult:
     """Train (or resume) the run described by ``spec``; returns the final metrics and the trained model."""
-    from tformer import build, load_tokenizer
+    from tformer.models import build
+    from tformer.tokenizers import load_tokenizer
 
     spec.out = Path(spec.out)
     dist = distributed.init(resolve_device(spec.device or "auto", distributed.env_info().local_rank))
