@@ -93,11 +93,14 @@ def strongly_connected(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
     return sorted(found, key=lambda c: (-len(c), c))
 
 
-def module_graph(package: str = PACKAGE) -> dict[str, set[str]]:
-    """``{module: modules it imports}`` inside ``package``, as grimp (and so import-linter) sees it."""
+def module_graph(package: str = PACKAGE, type_checking: bool = False) -> dict[str, set[str]]:
+    """``{module: modules it imports}`` inside ``package``, as grimp (and so import-linter) sees it.
+
+    ``type_checking`` counts ``if TYPE_CHECKING:`` imports too (the contracts leave them out).
+    """
     import grimp
 
-    graph = grimp.build_graph(package, exclude_type_checking_imports=True, cache_dir=None)
+    graph = grimp.build_graph(package, exclude_type_checking_imports=not type_checking, cache_dir=None)
     return {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
 
 
@@ -174,15 +177,15 @@ def functions(src: Path, package: str = PACKAGE) -> list[Function]:
     return sorted(found, key=lambda f: (-f.lines, f.module, f.qualname))
 
 
-def report(src: Path, package: str = PACKAGE, top: int = 5) -> str:
+def report(src: Path, package: str = PACKAGE, top: int = 5, type_checking: bool = False) -> str:
     """The statistics as text."""
-    graph = module_graph(package)
+    graph = module_graph(package, type_checking)
     cycles = strongly_connected(graph)
     package_cycles = strongly_connected(subpackage_graph(graph, package))
     lazy = lazy_imports(src, package)
     funcs = functions(src, package)
     lines = [
-        f"source: {src / package}",
+        f"source: {src / package}" + (" (TYPE_CHECKING imports counted)" if type_checking else ""),
         f"modules: {len(graph)}",
         f"imports (module -> module, inside {package}): {sum(len(v) for v in graph.values())}",
         f"imports inside functions (of {package} modules): {len(lazy)}",
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, help="the src/ folder to analyse (default: the importable one)")
     parser.add_argument("--top", type=int, default=5, help="how many of the longest functions to list")
+    parser.add_argument("--type-checking", action="store_true", help="count `if TYPE_CHECKING:` imports too")
     args = parser.parse_args(argv)
     if args.src is not None:
         sys.path.insert(0, str(args.src.resolve()))
@@ -212,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot find {PACKAGE}; pass --src", file=sys.stderr)
         return 2
     src = Path(spec.origin).resolve().parents[1]
-    print(report(src, PACKAGE, args.top))
+    print(report(src, PACKAGE, args.top, args.type_checking))
     return 0
 
 
