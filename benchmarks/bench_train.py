@@ -296,8 +296,8 @@ def print_results(results: dict[str, dict], shapes: dict[str, tuple[float, float
     )
 
 
-def print_verdicts(results: dict[str, dict], goal: float | None) -> None:
-    """The two targets, judged only against runs of this invocation."""
+def print_verdicts(results: dict[str, dict], goal: float | None, goal_given: bool) -> None:
+    """The two targets, judged only against runs of this invocation (``goal_given``: from --target-loss)."""
     ours, peer, control = results.get(IDENTICAL_RUN), results.get(NANOGPT), results.get(CONTROL)
     if ours and peer:
         speed, loop = peer["step_s"] / ours["step_s"], peer["loop_s"] / ours["loop_s"]
@@ -315,14 +315,15 @@ def print_verdicts(results: dict[str, dict], goal: float | None) -> None:
     if reached:
         reference = peer or ours
         ref_name = "nanoGPT's" if peer else "the identical recipe's"
+        source = "--target-loss" if goal_given else f"{ref_name} final val loss"
         when = reached["reached"]
         if reference is None or when is None:
             text = f"{when:.1f} s" if when is not None else "not reached"
-            print(f"(2) time to val loss <= {goal:.3f}: {text}")
+            print(f"(2) time to val loss <= {goal:.3f} ({source}): {text}")
         else:
             share = when / reference["loop_s"]
             print(
-                f"(2) time to val loss <= {goal:.3f} ({ref_name} final val loss): {when:.1f} s = {share:.0%} of "
+                f"(2) time to val loss <= {goal:.3f} ({source}): {when:.1f} s = {share:.0%} of "
                 f"{ref_name} loop time (target <= 60%): {'met' if share <= 0.6 else 'NOT met'}"
             )
 
@@ -407,7 +408,7 @@ def main() -> None:
             print(f"round {n + 1}/{rounds}: {time.perf_counter() - start:.0f} s", flush=True)
     results = {name: best(rs) for name, rs in runs.items()}
     print_results(results, shapes, machine)
-    print_verdicts(results, goal)
+    print_verdicts(results, goal, args.target_loss is not None)
     if args.json:
 
         def plain(v: object) -> object:  # NaN (no val loss) is not JSON
