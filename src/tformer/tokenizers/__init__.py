@@ -17,14 +17,13 @@ from tformer.tokenizers.bpe_train import train_bpe
 from tformer.tokenizers.char import CharTokenizer
 from tformer.tokenizers.io import bpe_from_gpt2_files, iter_lines, load_tokenizer
 from tformer.tokenizers.pretokenize import CL100K_PATTERN, GPT2_PATTERN
-from tformer.tokenizers.stream import ByteDecodeStream, DecodeStream
+from tformer.tokenizers.stream import DecodeStream
 from tformer.tokenizers.wordpiece import WordPieceTokenizer
 
 BPETokenizer = ByteLevelBPETokenizer
 
 __all__ = [
     "BPETokenizer",
-    "ByteDecodeStream",
     "ByteLevelBPETokenizer",
     "CL100K_PATTERN",
     "CharTokenizer",

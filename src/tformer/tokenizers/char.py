@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from tformer.errors import ConfigError, DataError
 from tformer.tokenizers.base import Tokenizer
-from tformer.tokenizers.stream import ByteDecodeStream
 
 UnknownPolicy = Literal["error", "replace", "skip"]
 
@@ -124,10 +123,6 @@ class CharTokenizer(Tokenizer):
                 continue
             out.append(tokens[i])
         return "".join(out)
-
-    def decode_stream(self, skip_special_tokens: bool = False) -> ByteDecodeStream:
-        """An incremental decoder for generation (see :class:`~tformer.tokenizers.base.ByteDecodeStream`)."""
-        return ByteDecodeStream(self, skip_special_tokens)
 
     def token_to_id(self, token: str) -> int | None:
         """Id of a character or special token."""
