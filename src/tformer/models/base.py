@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import tformer.generation as generation
 from tformer.config import ModelConfig
 from tformer.io import unique_state_dict, write_model_dir
 from tformer.nn.attention import ATTN_IMPLS, Attention
@@ -30,6 +31,7 @@ class TransformerModel(nn.Module):
 
     # --- structure -------------------------------------------------------------------------------
     def stacks(self) -> list[TransformerStack]:
+        """Every stack of blocks (one for decoder-only and encoder models, two for encoder-decoders)."""
         return [m for m in self.modules() if isinstance(m, TransformerStack)]
 
     def decoder_stack(self) -> TransformerStack:
@@ -38,10 +40,12 @@ class TransformerModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device of the weights."""
         return next(self.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the weights."""
         return next(self.parameters()).dtype
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
@@ -66,6 +70,7 @@ class TransformerModel(nn.Module):
         return self
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> TransformerModel:
+        """Recompute each block's activations in the backward pass (less memory, more compute)."""
         for stack in self.stacks():
             stack.gradient_checkpointing = enabled
         return self
@@ -103,6 +108,12 @@ class TransformerModel(nn.Module):
             if block.cross_attn is not None:
                 block.cross_attn.cache = StaticKV()
 
+    def reorder_caches(self, index: torch.Tensor) -> None:
+        """Beam search: row i of every cache becomes old row ``index[i]`` (index (B,) of rows)."""
+        for m in self.modules():
+            if isinstance(m, (KVCache, StaticKV)):
+                m.reorder(index)
+
     def reset_caches(self) -> None:
         """Empty the caches (keep the buffers) before a new sequence."""
         for m in self.modules():
@@ -117,6 +128,7 @@ class TransformerModel(nn.Module):
                 block.cross_attn.cache = None
 
     def cache_nbytes(self) -> int:
+        """Bytes held by the key/value caches."""
         return sum(m.nbytes() for m in self.modules() if isinstance(m, KVCache))
 
     # --- delegation ------------------------------------------------------------------------------
@@ -124,8 +136,6 @@ class TransformerModel(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` to a directory (atomically)."""
         write_model_dir(path, self.config, unique_state_dict(self))
 
-    def generate(self, input_ids: torch.Tensor, **kwargs: Any):
+    def generate(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor | generation.GenerateOutput:
         """Autoregressive generation; see ``tformer.generation.generate`` for the options."""
-        from tformer.generation import generate
-
-        return generate(self, input_ids, **kwargs)
+        return generation.generate(self, input_ids, **kwargs)

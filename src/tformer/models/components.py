@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from torch import nn
 
@@ -23,12 +24,13 @@ from tformer.nn import (
 from tformer.nn.moe import MoEFeedForward
 
 
-def norm_factory(cfg: ModelConfig):
+def norm_factory(cfg: ModelConfig) -> Callable[[], nn.Module]:
     """A zero-argument callable making the configured norm at width d_model."""
     return lambda: make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, bias=cfg.norm_bias)
 
 
 def make_attention(cfg: ModelConfig, cross: bool = False) -> Attention:
+    """Self-attention (or cross-attention over an encoder's memory) with the configured heads and biases."""
     return Attention(
         cfg.d_model,
         cfg.n_heads,
@@ -43,6 +45,7 @@ def make_attention(cfg: ModelConfig, cross: bool = False) -> Attention:
 
 
 def make_block(cfg: ModelConfig, cross: bool = False) -> TransformerBlock:
+    """One layer: attention, optional cross-attention, and a dense or mixture-of-experts feed-forward."""
     if cfg.n_experts:
         ffn: nn.Module = MoEFeedForward(
             cfg.d_model,
@@ -66,6 +69,7 @@ def make_block(cfg: ModelConfig, cross: bool = False) -> TransformerBlock:
 
 
 def make_embedding(cfg: ModelConfig, tok: nn.Embedding) -> InputEmbedding:
+    """Token embedding plus the configured absolute positions, segments, norm and dropout."""
     positions: nn.Module | None = None
     if cfg.position == "learned":
         positions = LearnedPositionalEmbedding(cfg.max_seq_len, cfg.d_model, offset=cfg.position_offset)

@@ -8,7 +8,7 @@ from torch import nn
 from tformer.config import ModelConfig
 from tformer.models.base import TransformerModel
 from tformer.models.components import make_stack
-from tformer.models.outputs import ModelOutput, split_attentions
+from tformer.models.outputs import ModelOutput, keep_positions, moe_aux_loss, split_attentions
 from tformer.nn.stack import TransformerStack
 
 
@@ -24,6 +24,7 @@ class DecoderLM(TransformerModel):
             self.lm_head.weight = tok.weight
 
     def decoder_stack(self) -> TransformerStack:
+        """The stack that generates tokens; caches live here."""
         return self.body
 
     def forward(
@@ -34,6 +35,7 @@ class DecoderLM(TransformerModel):
         input_pos: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        logits_to_keep: int | torch.Tensor = 0,
     ) -> ModelOutput:
         """input_ids (B, T) -> logits (B, T, vocab).
 
@@ -41,13 +43,18 @@ class DecoderLM(TransformerModel):
             attention_mask: (B, T) 1 for tokens, 0 for padding (with a cache: (B, L) over all positions so far).
             position_ids: (B, T) positions (default: ``input_pos``, i.e. 0..T-1).
             input_pos: (T,) positions of these tokens in the cache (required when caches are set up).
+            logits_to_keep: score only the last k positions (logits (B, k, vocab); 0 = all), or the positions
+                of a 1-D index tensor; generation keeps 1 and skips the LM head over the rest of the prompt.
         """
-        h, attn = self.body(
+        out = self.body(
             input_ids, attention_mask, position_ids, input_pos=input_pos, output_attentions=output_attentions
         )
-        attentions, _ = split_attentions(attn)
+        h = keep_positions(out.hidden, logits_to_keep)  # (B, T, d_model) -> (B, k, d_model)
+        attentions, _ = split_attentions(out.attentions)
         return ModelOutput(
             logits=self.lm_head(h),
-            last_hidden_state=h if output_hidden_states else None,
+            last_hidden_state=out.hidden if output_hidden_states else None,
             attentions=attentions,
+            aux_loss=moe_aux_loss(out.router_logits, self.config.n_experts_per_token),
+            router_logits=out.router_logits or None,
         )

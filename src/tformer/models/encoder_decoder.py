@@ -8,7 +8,7 @@ from torch import nn
 from tformer.config import ModelConfig
 from tformer.models.base import TransformerModel
 from tformer.models.components import make_stack
-from tformer.models.outputs import ModelOutput, split_attentions
+from tformer.models.outputs import ModelOutput, keep_positions, moe_aux_loss, split_attentions
 from tformer.nn.stack import TransformerStack
 
 
@@ -28,6 +28,7 @@ class EncoderDecoderLM(TransformerModel):
             self.lm_head.weight = self.shared.weight
 
     def decoder_stack(self) -> TransformerStack:
+        """The stack that generates tokens; caches live here."""
         return self.decoder
 
     def encode(
@@ -37,8 +38,7 @@ class EncoderDecoderLM(TransformerModel):
         output_attentions: bool = False,
     ) -> torch.Tensor:
         """Source ids (B, S) -> memory (B, S, d_model)."""
-        memory, _ = self.encoder(input_ids, attention_mask, output_attentions=output_attentions)
-        return memory
+        return self.encoder(input_ids, attention_mask, output_attentions=output_attentions).hidden
 
     def decode(
         self,
@@ -48,12 +48,14 @@ class EncoderDecoderLM(TransformerModel):
         decoder_attention_mask: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
         output_attentions: bool = False,
+        logits_to_keep: int | torch.Tensor = 0,
     ) -> ModelOutput:
         """Target ids (B, T) attending to memory (B, S, d_model) -> logits (B, T, vocab).
 
-        ``memory_mask`` (B, S) is the source attention mask; ``input_pos`` (T,) the cache positions.
+        ``memory_mask`` (B, S) is the source attention mask; ``input_pos`` (T,) the cache positions;
+        ``logits_to_keep`` scores only the last k positions (0 = all) or those of a 1-D index tensor.
         """
-        h, attn = self.decoder(
+        out = self.decoder(
             decoder_input_ids,
             decoder_attention_mask,
             input_pos=input_pos,
@@ -61,11 +63,17 @@ class EncoderDecoderLM(TransformerModel):
             memory_mask=memory_mask,
             output_attentions=output_attentions,
         )
+        h = keep_positions(out.hidden, logits_to_keep)  # (B, T, d_model) -> (B, k, d_model)
         # T5 folds d_model**-0.5 into the tied projection's input
         scaled = h * self.config.d_model**-0.5 if self.config.scale_decoder_outputs else h
-        attentions, cross = split_attentions(attn)
+        attentions, cross = split_attentions(out.attentions)
         return ModelOutput(
-            logits=self.lm_head(scaled), last_hidden_state=h, attentions=attentions, cross_attentions=cross
+            logits=self.lm_head(scaled),
+            last_hidden_state=out.hidden,
+            attentions=attentions,
+            cross_attentions=cross,
+            aux_loss=moe_aux_loss(out.router_logits, self.config.n_experts_per_token),
+            router_logits=out.router_logits or None,
         )
 
     def forward(
@@ -77,12 +85,19 @@ class EncoderDecoderLM(TransformerModel):
         encoder_outputs: torch.Tensor | None = None,
         output_attentions: bool = False,
     ) -> ModelOutput:
-        """Teacher-forced pass: source (B, S) and decoder input (B, T) -> logits (B, T, vocab)."""
+        """Teacher-forced pass: source (B, S) and decoder input (B, T) -> logits (B, T, vocab).
+
+        With experts, ``aux_loss`` balances the routing of encoder and decoder together.
+        """
         if decoder_input_ids is None:
             raise ValueError(
                 "decoder_input_ids is required (the target shifted right, starting with the start token)"
             )
-        memory = encoder_outputs if encoder_outputs is not None else self.encode(input_ids, attention_mask)
+        if encoder_outputs is None:
+            encoded = self.encoder(input_ids, attention_mask)
+            memory, encoder_routers = encoded.hidden, encoded.router_logits
+        else:
+            memory, encoder_routers = encoder_outputs, ()
         out = self.decode(
             decoder_input_ids,
             memory,
@@ -90,5 +105,8 @@ class EncoderDecoderLM(TransformerModel):
             decoder_attention_mask,
             output_attentions=output_attentions,
         )
+        if encoder_routers:
+            out.router_logits = encoder_routers + (out.router_logits or ())
+            out.aux_loss = moe_aux_loss(out.router_logits, self.config.n_experts_per_token)
         out.encoder_last_hidden_state = memory
         return out

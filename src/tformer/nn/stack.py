@@ -6,6 +6,8 @@ T tokens in this call, S keys (T without cache; all cached positions with one).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -13,7 +15,23 @@ from torch.utils.checkpoint import checkpoint
 from tformer.nn.block import TransformerBlock
 from tformer.nn.embedding import InputEmbedding
 from tformer.nn.masks import build_attention_mask, padding_at, padding_mask_bias
+from tformer.nn.moe import MoEFeedForward
 from tformer.nn.positions import RotaryEmbedding
+
+LayerWeights = tuple[torch.Tensor | None, torch.Tensor | None]
+
+
+class StackOutput(NamedTuple):
+    """What a stack's forward returns.
+
+    hidden: (B, T, d_model) after the final norm.
+    attentions: per-layer (self, cross) attention weights when asked, else None.
+    router_logits: (B*T, E) router logits of each mixture-of-experts layer; empty without experts.
+    """
+
+    hidden: torch.Tensor
+    attentions: list[LayerWeights] | None
+    router_logits: tuple[torch.Tensor, ...]
 
 
 class TransformerStack(nn.Module):
@@ -51,6 +69,7 @@ class TransformerStack(nn.Module):
 
     @property
     def caching(self) -> bool:
+        """Whether key/value caches are set up (then every call needs ``input_pos``)."""
         return self.layers[0].attn.cache is not None
 
     def forward(
@@ -63,7 +82,7 @@ class TransformerStack(nn.Module):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor | None, torch.Tensor | None]] | None]:
+    ) -> StackOutput:
         """Run the stack on input_ids (B, T).
 
         Args:
@@ -74,7 +93,8 @@ class TransformerStack(nn.Module):
             memory: (B, S_enc, d_model) encoder output for cross-attention; memory_mask (B, S_enc).
 
         Returns:
-            hidden states (B, T, d_model), and per-layer (self, cross) attention weights when asked.
+            a ``StackOutput``: hidden states (B, T, d_model), per-layer (self, cross) attention weights when
+            asked, and the router logits of every mixture-of-experts layer (for a load-balancing loss).
         """
         B, T = input_ids.shape
         device = input_ids.device
@@ -109,7 +129,8 @@ class TransformerStack(nn.Module):
         rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         cross_mask = padding_mask_bias(memory_mask, x.dtype) if memory is not None else None
 
-        attentions = [] if output_attentions else None
+        attentions: list[LayerWeights] | None = [] if output_attentions else None
+        router_logits: list[torch.Tensor] = []
         for layer in self.layers:
             kwargs = dict(
                 mask=mask,
@@ -128,6 +149,9 @@ class TransformerStack(nn.Module):
                 x, weights = layer(x, **kwargs)
             if attentions is not None:
                 attentions.append(weights)
+            ffn = layer.ffn
+            if isinstance(ffn, MoEFeedForward) and ffn.router_logits is not None:  # the call just made
+                router_logits.append(ffn.router_logits)
         if self.norm is not None:
             x = self.norm(x)
-        return x, attentions
+        return StackOutput(x, attentions, tuple(router_logits))
