@@ -9,6 +9,7 @@ from tformer.config import ModelConfig
 from tformer.models.base import TransformerModel
 from tformer.models.components import make_stack
 from tformer.models.outputs import ModelOutput, split_attentions
+from tformer.nn.moe import moe_aux_loss
 from tformer.nn.stack import TransformerStack
 
 
@@ -50,4 +51,5 @@ class DecoderLM(TransformerModel):
             logits=self.lm_head(h),
             last_hidden_state=h if output_hidden_states else None,
             attentions=attentions,
+            aux_loss=moe_aux_loss(self.body),
         )

@@ -10,6 +10,7 @@ from tformer.models.base import TransformerModel
 from tformer.models.components import make_stack, norm_factory
 from tformer.models.outputs import ModelOutput, split_attentions
 from tformer.nn.feedforward import get_activation
+from tformer.nn.moe import moe_aux_loss
 from tformer.nn.stack import TransformerStack
 
 
@@ -86,4 +87,10 @@ class EncoderModel(TransformerModel):
         elif self.config.head == "token_classification":
             logits = self.head(h)
         attentions, _ = split_attentions(attn)
-        return ModelOutput(logits=logits, last_hidden_state=h, pooler_output=pooled, attentions=attentions)
+        return ModelOutput(
+            logits=logits,
+            last_hidden_state=h,
+            pooler_output=pooled,
+            attentions=attentions,
+            aux_loss=moe_aux_loss(self.body),
+        )

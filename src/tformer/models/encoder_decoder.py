@@ -9,6 +9,7 @@ from tformer.config import ModelConfig
 from tformer.models.base import TransformerModel
 from tformer.models.components import make_stack
 from tformer.models.outputs import ModelOutput, split_attentions
+from tformer.nn.moe import moe_aux_loss
 from tformer.nn.stack import TransformerStack
 
 
@@ -91,4 +92,6 @@ class EncoderDecoderLM(TransformerModel):
             output_attentions=output_attentions,
         )
         out.encoder_last_hidden_state = memory
+        # the encoder's routers count only when this pass ran the encoder
+        out.aux_loss = moe_aux_loss(self.decoder) if encoder_outputs is not None else moe_aux_loss(self)
         return out

@@ -16,6 +16,8 @@ class ModelOutput:
     pooler_output: (B, d_model) for encoders with a pooler.
     encoder_last_hidden_state: (B, S, d_model) for encoder-decoder models.
     attentions / cross_attentions: per-layer (B, H, T, S) weights when ``output_attentions=True``.
+    aux_loss: () mixture-of-experts load-balancing loss of this pass (None without MoE layers); training
+        adds it times ``router_aux_loss_coef``.
     """
 
     logits: torch.Tensor | None = None
@@ -25,6 +27,7 @@ class ModelOutput:
     attentions: tuple[torch.Tensor, ...] | None = None
     cross_attentions: tuple[torch.Tensor, ...] | None = None
     encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    aux_loss: torch.Tensor | None = None
 
 
 def split_attentions(weights) -> tuple[tuple | None, tuple | None]:

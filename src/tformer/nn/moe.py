@@ -61,6 +61,15 @@ class MoEFeedForward(nn.Module):
         return out.view(B, T, D)
 
 
+def moe_aux_loss(*modules: nn.Module) -> torch.Tensor | None:
+    """The load-balancing loss of the forward pass just run through ``modules``, pooled over every
+    mixture-of-experts layer inside them (Hugging Face Mixtral's ``aux_loss``); None without such layers."""
+    layers = [m for module in modules for m in module.modules() if isinstance(m, MoEFeedForward)]
+    if not layers:
+        return None
+    return load_balancing_loss([m.router_logits for m in layers], layers[0].top_k)
+
+
 def load_balancing_loss(router_logits: list[torch.Tensor], top_k: int) -> torch.Tensor:
     """Switch-Transformer auxiliary loss E * sum_e f_e * P_e over all layers' (N, E) router logits:
     f_e the fraction of routing slots sent to expert e, P_e its mean router probability. 1.0 when balanced."""

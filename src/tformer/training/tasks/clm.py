@@ -22,7 +22,7 @@ import torch
 from tformer.errors import DataError
 from tformer.io import atomic_write
 from tformer.training.losses import nll_sum, token_cross_entropy
-from tformer.training.tasks.base import Batch, Task, generator
+from tformer.training.tasks.base import Batch, Task, TaskSetup, generator
 from tformer.training.tasks.files import read_text
 
 
@@ -131,6 +131,7 @@ class CLMTask(Task):
     """
 
     name = "clm"
+    arch, default_preset = "decoder", "gpt-tiny"
 
     def __init__(
         self,
@@ -150,6 +151,23 @@ class CLMTask(Task):
             check_length(train_tokens, block_size, "training")
         if len(val_tokens):
             check_length(val_tokens, block_size, "validation")
+
+    @classmethod
+    def from_setup(cls, setup: TaskSetup) -> CLMTask:
+        cfg = setup.config
+        # evaluation only: every token is validation data, read in consecutive windows
+        val_fraction = 1.0 if setup.evaluate_only else cfg.val_fraction
+        train, val = load_text_tokens(setup.paths, setup.tokenizer, setup.cache_dir, val_fraction)
+        return cls(
+            train,
+            val,
+            cfg.block_size,
+            batch_size=cfg.batch_size,
+            grad_accum=cfg.grad_accum,
+            seed=cfg.seed,
+            eval_batches=setup.eval_batches(),
+            sequential_eval=setup.evaluate_only,
+        )
 
     def _batch(self, rows: torch.Tensor) -> Batch:
         return {"input_ids": rows[:, :-1], "labels": rows[:, 1:]}
