@@ -106,6 +106,11 @@ class TaskSetup:
     evaluate_only: bool = False
     max_eval_batches: int | None = None
 
+    def batching(self) -> dict[str, int]:
+        """The keyword arguments every task takes from the config: batch_size, grad_accum, seed."""
+        cfg = self.config
+        return {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "seed": cfg.seed}
+
     def eval_batches(self, default: int | None = None) -> int | None:
         """Evaluation batches: the config's count when training; else ``max_eval_batches`` or ``default``."""
         if not self.evaluate_only:

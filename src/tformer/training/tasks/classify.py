@@ -79,9 +79,7 @@ class ClassifyTask(ExampleTask):
             train,
             val,
             setup.tokenizer.pad_token_id,
-            batch_size=cfg.batch_size,
-            grad_accum=cfg.grad_accum,
-            seed=cfg.seed,
+            **setup.batching(),
             eval_batches=setup.eval_batches(),
         )
 

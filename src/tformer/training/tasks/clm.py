@@ -154,19 +154,14 @@ class CLMTask(Task):
 
     @classmethod
     def from_setup(cls, setup: TaskSetup) -> CLMTask:
-        cfg = setup.config
-        # evaluation only: every token is validation data, read in consecutive windows
-        val_fraction = 1.0 if setup.evaluate_only else cfg.val_fraction
-        train, val = load_text_tokens(setup.paths, setup.tokenizer, setup.cache_dir, val_fraction)
+        train, val = setup_tokens(setup)
         return cls(
             train,
             val,
-            cfg.block_size,
-            batch_size=cfg.batch_size,
-            grad_accum=cfg.grad_accum,
-            seed=cfg.seed,
+            setup.config.block_size,
+            **setup.batching(),
             eval_batches=setup.eval_batches(),
-            sequential_eval=setup.evaluate_only,
+            sequential_eval=setup.evaluate_only,  # evaluation only: consecutive windows over everything
         )
 
     def _batch(self, rows: torch.Tensor) -> Batch:
@@ -211,3 +206,9 @@ def load_text_tokens(
         n_val = int(len(ids) * val_fraction)
         return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
     return open_token_cache(build_token_cache(paths, tokenizer, cache_dir, val_fraction))
+
+
+def setup_tokens(setup: TaskSetup) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) tokens of a text task's files; for evaluation only, every token is validation data."""
+    val_fraction = 1.0 if setup.evaluate_only else setup.config.val_fraction
+    return load_text_tokens(setup.paths, setup.tokenizer, setup.cache_dir, val_fraction)

@@ -17,7 +17,7 @@ from tformer.config import ModelConfig
 from tformer.errors import ConfigError
 from tformer.training.losses import IGNORE_INDEX, nll_sum, token_cross_entropy
 from tformer.training.tasks.base import Batch, Record, Task, TaskSetup, generator
-from tformer.training.tasks.clm import check_length, load_text_tokens, windows
+from tformer.training.tasks.clm import check_length, setup_tokens, windows
 
 
 def mask_tokens(
@@ -102,16 +102,13 @@ class MLMTask(Task):
     @classmethod
     def from_setup(cls, setup: TaskSetup) -> MLMTask:
         cfg = setup.config
-        val_fraction = 1.0 if setup.evaluate_only else cfg.val_fraction
-        train, val = load_text_tokens(setup.paths, setup.tokenizer, setup.cache_dir, val_fraction)
+        train, val = setup_tokens(setup)
         return cls(
             train,
             val,
             cfg.block_size,
             setup.tokenizer,
-            batch_size=cfg.batch_size,
-            grad_accum=cfg.grad_accum,
-            seed=cfg.seed,
+            **setup.batching(),
             eval_batches=setup.eval_batches(cls.default_eval_batches),
             probability=cfg.mlm_probability,
         )

@@ -105,9 +105,7 @@ class Seq2SeqTask(ExampleTask):
             start if start is not None else tok.bos_token_id,
             tok.eos_token_id,
             tok.pad_token_id,
-            batch_size=cfg.batch_size,
-            grad_accum=cfg.grad_accum,
-            seed=cfg.seed,
+            **setup.batching(),
             eval_batches=setup.eval_batches(),
         )
 

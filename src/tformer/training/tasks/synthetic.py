@@ -71,9 +71,7 @@ class SyntheticTask(Seq2SeqTask):
             n_symbols,
             length,
             setup.tokenizer,
-            batch_size=cfg.batch_size,
-            grad_accum=cfg.grad_accum,
-            seed=cfg.seed,
+            **setup.batching(),
             eval_batches=setup.eval_batches(cls.default_eval_batches),
         )
 
