@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 import tformer.training
-from tformer.training.launch import RunSpec, run_flag_changes
+from tformer.errors import ConfigError
+from tformer.presets import get_preset
+from tformer.training.config import TrainConfig
+from tformer.training.launch import RunSpec, resolve_block_size, run_flag_changes
 
 TRAINING = Path(tformer.training.__file__).parent
 
@@ -21,6 +24,19 @@ def test_run_flags_fold_into_the_training_config_once_for_new_and_resumed_runs(t
     # a resumed run keeps its own time budget
     assert run_flag_changes(RunSpec(out=tmp_path, resume=True, **flags)) == {"max_steps": 7, "device": "cpu"}
     assert run_flag_changes(RunSpec(out=tmp_path)) == {}
+
+
+def test_block_size_defaults_and_limits():
+    gpt, transformer = get_preset("gpt-tiny", max_seq_len=32), get_preset("transformer-tiny", max_seq_len=12)
+    assert resolve_block_size(TrainConfig(), gpt).block_size == 32
+    assert resolve_block_size(TrainConfig(task="copy", synthetic_len=10), transformer).block_size == 11
+    with pytest.raises(ConfigError, match="block_size=33 exceeds the model's context max_seq_len=32"):
+        resolve_block_size(TrainConfig(block_size=33), gpt)
+    # with learned or sinusoidal positions, evaluation's generation needs one more position than the block
+    with pytest.raises(ConfigError, match="synthetic_len=11 leaves no room"):
+        resolve_block_size(TrainConfig(task="reverse", synthetic_len=11), transformer)
+    t5 = get_preset("t5-tiny", max_seq_len=12)  # relative positions: no limit
+    assert resolve_block_size(TrainConfig(task="reverse", synthetic_len=11), t5).block_size == 12
 
 
 def imported_modules(path: Path) -> set[str]:

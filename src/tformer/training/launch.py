@@ -107,6 +107,16 @@ def resolve_block_size(train: TrainConfig, model: ModelConfig) -> TrainConfig:
             f"block_size={block} exceeds the model's context max_seq_len={model.max_seq_len}; "
             "lower block_size or raise max_seq_len"
         )
+    if (
+        synthetic
+        and model.position in ("learned", "sinusoidal")
+        and train.synthetic_len + 2 > model.max_seq_len
+    ):
+        # exact match generates the target and EOS after the start token: all within the positions
+        raise ConfigError(
+            f"synthetic_len={train.synthetic_len} leaves no room to generate the target, EOS and the start "
+            f"token in max_seq_len={model.max_seq_len}; lower synthetic_len or raise max_seq_len"
+        )
     return train.replace(block_size=block)
 
 
