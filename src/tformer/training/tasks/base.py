@@ -111,7 +111,7 @@ class TaskSetup:
         cfg = self.config
         return {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "seed": cfg.seed}
 
-    def eval_batches(self, default: int | None = None) -> int | None:
+    def n_eval_batches(self, default: int | None = None) -> int | None:
         """Evaluation batches: the config's count when training; else ``max_eval_batches`` or ``default``."""
         if not self.evaluate_only:
             return self.config.eval_batches
@@ -155,7 +155,8 @@ class Task(ABC):
 
     name = "task"
     #: The model family the task trains (``ModelConfig.arch``) and the preset a run uses by default.
-    arch, default_preset = "decoder", "gpt-tiny"
+    arch: str
+    default_preset: str
     #: The task makes its own examples and tokenizer (no data files).
     synthetic = False
     #: Special tokens of a tokenizer trained for the task, its unknown token, and the roles it must have
@@ -230,7 +231,7 @@ class ExampleTask(Task):
     ``collate``."""
 
     #: The two fields of a record in the data files, e.g. ("source", "target").
-    record_fields: tuple[str, str] = ("text", "label")
+    record_fields: tuple[str, str]
     #: How many of a record's fields are text to train a tokenizer on (the rest is a label).
     text_fields = 1
 

@@ -80,7 +80,7 @@ class ClassifyTask(ExampleTask):
             val,
             setup.tokenizer.pad_token_id,
             **setup.batching(),
-            eval_batches=setup.eval_batches(),
+            eval_batches=setup.n_eval_batches(),
         )
 
     @classmethod

@@ -160,7 +160,7 @@ class CLMTask(Task):
             val,
             setup.config.block_size,
             **setup.batching(),
-            eval_batches=setup.eval_batches(),
+            eval_batches=setup.n_eval_batches(),
             sequential_eval=setup.evaluate_only,  # evaluation only: consecutive windows over everything
         )
 

@@ -109,7 +109,7 @@ class MLMTask(Task):
             cfg.block_size,
             setup.tokenizer,
             **setup.batching(),
-            eval_batches=setup.eval_batches(cls.default_eval_batches),
+            eval_batches=setup.n_eval_batches(cls.default_eval_batches),
             probability=cfg.mlm_probability,
         )
 

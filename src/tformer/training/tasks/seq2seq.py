@@ -106,7 +106,7 @@ class Seq2SeqTask(ExampleTask):
             tok.eos_token_id,
             tok.pad_token_id,
             **setup.batching(),
-            eval_batches=setup.eval_batches(),
+            eval_batches=setup.n_eval_batches(),
         )
 
     def collate(self, pairs: Sequence[Pair]) -> Batch:

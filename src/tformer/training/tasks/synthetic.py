@@ -72,7 +72,7 @@ class SyntheticTask(Seq2SeqTask):
             length,
             setup.tokenizer,
             **setup.batching(),
-            eval_batches=setup.eval_batches(cls.default_eval_batches),
+            eval_batches=setup.n_eval_batches(cls.default_eval_batches),
         )
 
     def _examples(self, gen: torch.Generator) -> Batch:
