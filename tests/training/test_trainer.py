@@ -11,7 +11,7 @@ import tformer
 from tformer.training.checkpoint import load_checkpoint
 from tformer.training.config import TrainConfig
 from tformer.training.launch import RunSpec, run_training
-from tformer.training.tasks import CLMTask
+from tformer.training.tasks import CLMTask, SyntheticTask, synthetic_tokenizer
 from tformer.training.trainer import CHECKPOINT, Trainer, TrainingStopped
 
 from .helpers import TINY, losses, rows, write_text
@@ -253,3 +253,37 @@ def test_the_trainer_adds_and_reports_the_aux_loss_the_model_returns(tmp_path):
         expected = trainer.model(batch["input_ids"]).aux_loss.item()
     stats = trainer.train_step(1)
     assert stats["router_aux_loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_exact_match_decodes_through_generate_inside_the_bf16_autocast_of_evaluation(tmp_path):
+    tok = synthetic_tokenizer(6)
+    torch.manual_seed(0)
+    model = tformer.build(
+        "transformer-tiny",
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        n_heads=2,
+        d_ff=64,
+        n_layers=1,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.bos_token_id,
+    )
+    config = TrainConfig(
+        task="copy",
+        synthetic_len=6,
+        block_size=7,
+        batch_size=4,
+        max_steps=2,
+        eval_every=2,
+        eval_batches=1,
+        warmup_steps=0,
+        precision="bf16",
+        num_threads=1,
+    )
+    task = SyntheticTask("copy", 6, 6, tok, batch_size=4, grad_accum=1, seed=0, eval_batches=1)
+    trainer = Trainer(model, task, config, tmp_path, progress=False)
+    assert trainer.bf16
+    metrics = trainer.fit()
+    assert math.isfinite(metrics["loss"]) and 0.0 <= metrics["exact_match"] <= 1.0

@@ -57,15 +57,18 @@ def greedy_decode(
     """
     if attention_mask is None:  # every source token is real, pad ids included
         attention_mask = torch.ones_like(input_ids)
-    out = model.generate(
-        input_ids,
-        attention_mask=attention_mask,
-        max_new_tokens=max_len,
-        do_sample=False,
-        num_beams=1,
-        decoder_start_token_id=start_id,
-        eos_token_id=[],  # an empty list, not None (None falls back to the model's EOS)
-    )  # (B, 1 + max_len): the start token, then the new ids
+    # in the weights' dtype even inside a bf16 autocast region (training's evaluation): generate's caches
+    # are allocated in that dtype and take no keys and values of another
+    with torch.autocast(input_ids.device.type, enabled=False):
+        out = model.generate(
+            input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max_len,
+            do_sample=False,
+            num_beams=1,
+            decoder_start_token_id=start_id,
+            eos_token_id=[],  # an empty list, not None (None falls back to the model's EOS)
+        )  # (B, 1 + max_len): the start token, then the new ids
     return out[:, 1:]
 
 
