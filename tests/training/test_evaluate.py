@@ -5,14 +5,13 @@ import math
 import pytest
 import torch
 
-import tformer
 from tformer.errors import ConfigError
 from tformer.training.evaluate import evaluate_model, evaluation_task
 from tformer.training.losses import nll_sum
 from tformer.training.tasks import Seq2SeqTask, SyntheticTask, collate_pairs, synthetic_tokenizer
 from tformer.training.tokenization import train_tokenizer
 
-from .helpers import write_pairs
+from .helpers import tiny_seq2seq, write_pairs
 
 
 def _seq2seq_model(tmp_path):
@@ -20,17 +19,7 @@ def _seq2seq_model(tmp_path):
     texts, _ = Seq2SeqTask.read_inputs([data])
     tok = train_tokenizer("char", "seq2seq", texts, vocab_size=512)
     torch.manual_seed(0)
-    model = tformer.build(
-        "transformer-tiny",
-        vocab_size=tok.vocab_size,
-        d_model=32,
-        n_heads=2,
-        d_ff=64,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.bos_token_id,
-    ).eval()
+    model = tiny_seq2seq(tok).eval()
     return model, tok, data
 
 
@@ -53,7 +42,7 @@ def test_seq2seq_evaluation_covers_every_pair_once(tmp_path):
 
 def test_synthetic_evaluation_draws_examples_that_fill_the_block(tmp_path):
     tok = synthetic_tokenizer(7)
-    model = tformer.build("transformer-tiny", vocab_size=tok.vocab_size, d_model=32, n_heads=2, d_ff=64)
+    model = tiny_seq2seq(tok)
     task = evaluation_task("reverse", tok, model.config, [], 4, 9, None)
     assert isinstance(task, SyntheticTask) and (task.name, task.n_symbols, task.length) == ("reverse", 7, 8)
     assert len(task.eval_batches()) == SyntheticTask.default_eval_batches

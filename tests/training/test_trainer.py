@@ -14,7 +14,7 @@ from tformer.training.launch import RunSpec, run_training
 from tformer.training.tasks import CLMTask, SyntheticTask, synthetic_tokenizer
 from tformer.training.trainer import CHECKPOINT, Trainer, TrainingStopped
 
-from .helpers import TINY, losses, rows, write_text
+from .helpers import TINY, losses, rows, tiny_seq2seq, write_text
 
 
 def _spec(out, data, *extra, **kw):
@@ -258,18 +258,7 @@ def test_the_trainer_adds_and_reports_the_aux_loss_the_model_returns(tmp_path):
 def test_exact_match_decodes_through_generate_inside_the_bf16_autocast_of_evaluation(tmp_path):
     tok = synthetic_tokenizer(6)
     torch.manual_seed(0)
-    model = tformer.build(
-        "transformer-tiny",
-        vocab_size=tok.vocab_size,
-        d_model=32,
-        n_heads=2,
-        d_ff=64,
-        n_layers=1,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.bos_token_id,
-    )
+    model = tiny_seq2seq(tok, n_layers=1)
     config = TrainConfig(
         task="copy",
         synthetic_len=6,
