@@ -31,21 +31,21 @@ static std::string shape_str(at::IntArrayRef shape) {
 [[noreturn]] static void fail(const std::string& message) { throw std::invalid_argument(message); }
 
 // a tensor field: present unless optional, the layer's dtype, contiguous, on the CPU, of the given shape
-// (``where`` starts the message: "DecoderLayer" for the layer's fields, "decode_layer" for the per-token ones)
-static void check_tensor(const char* where, const char* name, const at::Tensor& t, std::vector<int64_t> shape,
+// (``where`` starts the message: "DecoderLayer" for the layer's fields, "decode_layer" for the per-token
+// ones); runs at every step, so the message is only built on failure
+static void check_tensor(const char* where, const char* name, const at::Tensor& t, at::IntArrayRef shape,
                          at::ScalarType dtype, bool optional = false) {
-  const std::string field = std::string(where) + ": '" + name + "'";
+  auto field = [&] { return std::string(where) + ": '" + name + "'"; };
   if (!t.defined()) {
     if (optional) return;
     fail(std::string(where) + ": missing field '" + name + "'");
   }
-  if (!t.device().is_cpu()) fail(field + " is on " + t.device().str() + ", not the CPU");
+  if (!t.device().is_cpu()) fail(field() + " is on " + t.device().str() + ", not the CPU");
   if (t.scalar_type() != dtype)
-    fail(field + " is " + std::string(c10::toString(t.scalar_type())) + ", the layer is " + c10::toString(dtype) +
+    fail(field() + " is " + std::string(c10::toString(t.scalar_type())) + ", the layer is " + c10::toString(dtype) +
          " (the dtype of 'attn_norm_weight')");
-  if (t.sizes() != at::IntArrayRef(shape))
-    fail(field + " is " + shape_str(t.sizes()) + "; the layer needs " + shape_str(shape));
-  if (!t.is_contiguous()) fail(field + " is not contiguous");
+  if (t.sizes() != shape) fail(field() + " is " + shape_str(t.sizes()) + "; the layer needs " + shape_str(shape));
+  if (!t.is_contiguous()) fail(field() + " is not contiguous");
 }
 
 void check_layer(const DecoderLayer& L) {
