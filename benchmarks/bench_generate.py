@@ -33,8 +33,8 @@ from machine import Machine  # noqa: E402
 from report import table  # noqa: E402
 
 import tformer  # noqa: E402
-from tformer.generation.native import native_kernels  # noqa: E402
 from tformer.generation.runners import DecoderRunner  # noqa: E402
+from tformer.kernels import native_kernels  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 PROMPT, NEW = 128, 128
@@ -377,7 +377,7 @@ def main() -> None:
     native = not args.no_native
     if native:
         start = time.perf_counter()
-        from tformer.generation.native import load
+        from tformer.kernels import load
 
         native = load() is not None
         print(f"native kernels: {'ready' if native else 'unavailable'} ({time.perf_counter() - start:.0f} s)")

@@ -4,11 +4,13 @@ Two interchangeable backends compute softmax(Q K^T * scale + mask) V:
 - ``"reference"``: readable matmul-softmax-matmul that can return the attention weights;
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels).
 Shapes: B batch, T queries, S keys, H query heads, Hkv key/value heads, D head_dim.
+
+Kernel backends subclass ``Attention`` and override ``attend`` (the fused path's math) for the calls they
+compute, deferring to it for the rest: ``tformer.kernels.native_kernels(model)`` swaps such a subclass in
+(and back out), so ``type(module)`` shows which path runs.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -119,9 +121,6 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q_dim, d_model, bias=out_bias)
         self.impl = "sdpa"
         self.cache: KVCache | StaticKV | None = None
-        # optional kernel for one unmasked query (q, k, v, scale) -> out or None, set by
-        # tformer.generation.native_kernels; None returns the call to the backends above
-        self.decode_kernel: Callable | None = None
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, T, _ = x.shape
@@ -151,6 +150,19 @@ class Attention(nn.Module):
             k, v = self.cache.update(input_pos, k, v)
         return q, k, v
 
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        dropout_p: float,
+    ) -> torch.Tensor:
+        """The fused backend's softmax(q k^T * scale + mask) v: q (B, H, T, D), k/v (B, Hkv, S, D) ->
+        (B, H, T, D). The extension point of kernel backends (see the module docstring)."""
+        return fused_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -175,10 +187,6 @@ class Attention(nn.Module):
         if need_weights or self.impl == "reference":
             out, weights = reference_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
         else:
-            out = None
-            if self.decode_kernel is not None and T == 1 and mask is None and dropout_p == 0.0:
-                out = self.decode_kernel(q, k, v, self.scale)
-            if out is None:
-                out = fused_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
+            out = self.attend(q, k, v, mask, is_causal, dropout_p)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, H, T, D) -> (B, T, H*D)
         return self.o_proj(out), weights if need_weights else None
