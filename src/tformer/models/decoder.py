@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -34,6 +36,8 @@ class DecoderLM(TransformerModel):
         input_pos: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
         """input_ids (B, T) -> logits (B, T, vocab).
 
@@ -41,9 +45,17 @@ class DecoderLM(TransformerModel):
             attention_mask: (B, T) 1 for tokens, 0 for padding (with a cache: (B, L) over all positions so far).
             position_ids: (B, T) positions (default: ``input_pos``, i.e. 0..T-1).
             input_pos: (T,) positions of these tokens in the cache (required when caches are set up).
+            output_attentions: attention maps of the ``attention_layers`` / ``heads`` selection (default all),
+                computed beside the fused attention (see ``TransformerStack.forward``).
         """
         h, attn = self.body(
-            input_ids, attention_mask, position_ids, input_pos=input_pos, output_attentions=output_attentions
+            input_ids,
+            attention_mask,
+            position_ids,
+            input_pos=input_pos,
+            output_attentions=output_attentions,
+            attention_layers=attention_layers,
+            heads=heads,
         )
         attentions, _ = split_attentions(attn)
         return ModelOutput(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -48,10 +50,13 @@ class EncoderDecoderLM(TransformerModel):
         decoder_attention_mask: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
         output_attentions: bool = False,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
         """Target ids (B, T) attending to memory (B, S, d_model) -> logits (B, T, vocab).
 
         ``memory_mask`` (B, S) is the source attention mask; ``input_pos`` (T,) the cache positions.
+        ``output_attentions`` returns self- and cross-attention maps of the ``attention_layers`` / ``heads``.
         """
         h, attn = self.decoder(
             decoder_input_ids,
@@ -60,6 +65,8 @@ class EncoderDecoderLM(TransformerModel):
             memory=memory,
             memory_mask=memory_mask,
             output_attentions=output_attentions,
+            attention_layers=attention_layers,
+            heads=heads,
         )
         # T5 folds d_model**-0.5 into the tied projection's input
         scaled = h * self.config.d_model**-0.5 if self.config.scale_decoder_outputs else h
@@ -76,19 +83,26 @@ class EncoderDecoderLM(TransformerModel):
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: torch.Tensor | None = None,
         output_attentions: bool = False,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
-        """Teacher-forced pass: source (B, S) and decoder input (B, T) -> logits (B, T, vocab)."""
+        """Teacher-forced pass: source (B, S) and decoder input (B, T) -> logits (B, T, vocab).
+
+        ``output_attentions`` returns the encoder's, the decoder's and the cross-attention maps of the
+        ``attention_layers`` / ``heads`` selection (the same indices in both stacks).
+        """
         if decoder_input_ids is None:
             raise ValueError(
                 "decoder_input_ids is required (the target shifted right, starting with the start token)"
             )
-        memory = encoder_outputs if encoder_outputs is not None else self.encode(input_ids, attention_mask)
-        out = self.decode(
-            decoder_input_ids,
-            memory,
-            attention_mask,
-            decoder_attention_mask,
-            output_attentions=output_attentions,
-        )
+        maps = dict(output_attentions=output_attentions, attention_layers=attention_layers, heads=heads)
+        encoder_attentions = None
+        if encoder_outputs is not None:
+            memory = encoder_outputs
+        else:
+            memory, enc_attn = self.encoder(input_ids, attention_mask, **maps)
+            encoder_attentions, _ = split_attentions(enc_attn)
+        out = self.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, **maps)
         out.encoder_last_hidden_state = memory
+        out.encoder_attentions = encoder_attentions
         return out

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tformer.nn.attention_maps import attention_probabilities
 from tformer.nn.kv_cache import KVCache, StaticKV
 from tformer.nn.positions import apply_rotary
 
@@ -42,16 +43,8 @@ def reference_attention(
     ``is_causal`` applies only when ``mask`` is None (a given mask already encodes causality), as in the
     fused path.
     """
-    n_rep = q.shape[1] // k.shape[1]
-    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
-    scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, T, S)
-    if is_causal and mask is None:
-        T, S = scores.shape[-2:]
-        future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu(S - T + 1)
-        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
-    if mask is not None:
-        scores = scores + mask
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    weights = attention_probabilities(q, k, mask, is_causal, scale)  # (B, H, T, S)
+    v = repeat_kv(v, q.shape[1] // k.shape[1])
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v, weights
@@ -118,6 +111,8 @@ class Attention(nn.Module):
             self.qkv_proj = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(q_dim, d_model, bias=out_bias)
         self.impl = "sdpa"
+        # the exact kind always has maps; other kinds set why they have none (tformer.nn.attention_maps)
+        self.kind, self.weights_unavailable = "exact", None
         self.cache: KVCache | StaticKV | None = None
         # optional kernel for one unmasked query (q, k, v, scale) -> out or None, set by
         # tformer.generation.native_kernels; None returns the call to the backends above
@@ -161,20 +156,26 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         input_pos: torch.Tensor | None = None,
         need_weights: bool = False,
+        weight_heads: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend from x (B, T, d_model); returns (output (B, T, d_model), weights (B, H, T, S) or None).
+        """Attend from x (B, T, d_model); returns (output (B, T, d_model), weights (B, H|h, T, S) or None).
 
         ``mask`` is additive and broadcastable to (B, H, T, S); ``is_causal`` applies a causal mask when
         ``mask`` is None. ``rope`` is (cos, sin), each (B, T, D). ``input_pos`` (T,) are the cache slots.
-        Weights are only available from the reference backend (``need_weights`` forces it).
+        ``need_weights`` returns the attention probabilities of the heads in ``weight_heads`` (default all)
+        without changing the backend: under SDPA they are recomputed from the same q, k and mask.
         """
         B, T, _ = x.shape
         q, k, v = self._project(x, memory, rope, input_pos)
         dropout_p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights or self.impl == "reference":
+        if self.impl == "reference":
             out, weights = reference_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
+            if need_weights and weight_heads is not None:
+                weights = weights[:, list(weight_heads)]
         else:
+            if need_weights:  # before dropout, as the reference path returns them
+                weights = attention_probabilities(q, k, mask, is_causal, self.scale, weight_heads)
             out = None
             if self.decode_kernel is not None and T == 1 and mask is None and dropout_p == 0.0:
                 out = self.decode_kernel(q, k, v, self.scale)
