@@ -218,6 +218,9 @@ function buildOverview() {
       const canvas = el("canvas", { class: "thumb", width: String(S), height: String(T),
         "data-layer": String(set.layers[li]), "data-head": String(set.heads[hi]),
         title: `layer ${set.layers[li]}, head ${set.heads[hi]}` });
+      // keep the map's aspect ratio inside a 64 px box
+      canvas.style.width = `${Math.round(64 * Math.min(1, S / T))}px`;
+      canvas.style.height = `${Math.round(64 * Math.min(1, T / S))}px`;
       const ctx = canvas.getContext("2d");
       const image = ctx.createImageData(S, T);
       const m = matrix(set, li, hi);
