@@ -63,7 +63,11 @@ def test_cli_writes_the_file_and_reports_the_split(db, tmp_path, capsys):
         main(["data", "parallel-bible", "--src", "k", "--tgt", "d", "--out", str(out), "--db", str(db)]) == 0
     )
     assert "wrote 1 verse pairs (k -> d" in capsys.readouterr().out
-    assert out.read_text(encoding="utf-8").splitlines()[1].split("\t")[:3] == [ROWS[0][4], ROWS[-1][4], "train"]
+    assert out.read_text(encoding="utf-8").splitlines()[1].split("\t")[:3] == [
+        ROWS[0][4],
+        ROWS[-1][4],
+        "train",
+    ]
 
 
 def test_bad_requests_are_one_line_errors(db, tmp_path, capsys, monkeypatch):
