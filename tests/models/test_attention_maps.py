@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import tformer
+from tests.parity.helpers import perturb
 from tformer.errors import ConfigError
 from tformer.models import TransformerModel
 from tformer.nn.attention import Attention
@@ -28,9 +29,7 @@ def build(name: str) -> TransformerModel:
     preset, overrides = CASES[name]
     torch.manual_seed(0)
     model = tformer.build(preset, **overrides).eval()
-    with torch.no_grad():  # sharper attention than the 0.02 init, so a wrong mask or position shows
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
+    perturb(model, std=0.3)  # sharper attention than the 0.02 init, so a wrong mask or position shows
     return model
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tformer
+from tests.parity.helpers import perturb
 from tformer.tokenizers.bpe import ByteLevelBPETokenizer
 
 SCRIPT = "<script>alert(1)</script>"
@@ -41,9 +42,7 @@ def model_dirs(tmp_path_factory, tokenizer):
             decoder_start_token_id=eos if arch == "encoder_decoder" else None,
         )
         model = tformer.build(cfg)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn_like(p) * 0.3)
+        perturb(model, std=0.3)
         d = tmp_path_factory.mktemp(f"viz-{arch}")
         model.save_pretrained(d)
         tokenizer.save(d)

@@ -5,9 +5,11 @@ import json
 import re
 
 import numpy as np
+import pytest
 import torch
 
-from tformer.viz import compute_maps, render_html
+from tformer.errors import DataError
+from tformer.viz import compute_maps, render_html, viewer
 from tformer.viz.maps import AttentionMaps, MapSet
 
 EVIL = [
@@ -58,3 +60,11 @@ def test_the_page_is_self_contained(models, tokenizer):
     urls = set(re.findall(r"https?://[^\s\"')]+", page))
     assert urls <= {"http://www.w3.org/2000/svg"}  # the SVG namespace name, never fetched
     assert [s["name"] for s in data_block(page)["sets"]] == ["encoder", "decoder", "cross"]
+
+
+def test_a_page_too_large_for_a_browser_is_refused(monkeypatch):
+    monkeypatch.setattr(viewer, "MAX_WEIGHTS", 95)
+    with pytest.raises(
+        DataError, match=r"the viewer would hold 96 attention weights .* select fewer layers or heads"
+    ):
+        render_html(evil_maps())

@@ -18,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from tformer.errors import DataError
 from tformer.io import atomic_write
 from tformer.viz.maps import AttentionMaps, MapSet
 
 _PLACEHOLDER = re.compile(r"\{\{(TITLE|STYLE|SCRIPT|DATA)\}\}")
+#: weights one page may hold: 2 bytes each, base64 -> about 43 MiB of HTML, which browsers still open quickly
+MAX_WEIGHTS = 16_000_000
 
 
 def asset(name: str) -> str:
@@ -56,7 +59,17 @@ def script_json(data: Any) -> str:
 
 
 def render_html(maps: AttentionMaps, title: str = "tformer attention") -> str:
-    """The complete viewer page for ``maps``."""
+    """The complete viewer page for ``maps``.
+
+    Raises:
+        DataError: more than ``MAX_WEIGHTS`` weights in all (a page a browser would choke on).
+    """
+    total = sum(s.weights.numel() for s in maps.sets)
+    if total > MAX_WEIGHTS:
+        raise DataError(
+            f"the viewer would hold {total:,} attention weights (about {total * 8 // 3 // 2**20} MiB); select "
+            f"fewer layers or heads (--layers, --heads) or a shorter text to stay under {MAX_WEIGHTS:,}"
+        )
     data = {
         "source": maps.source_text,
         "target": maps.target_text,

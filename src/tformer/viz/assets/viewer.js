@@ -39,8 +39,16 @@ function el(tag, attrs, text) {
 
 function current() { return SETS[state.set]; }
 
-// the (T, S) map of layer slot li and head slot hi (or the mean over heads)
+// the (T, S) map of layer slot li and head slot hi (or the mean over heads); the last one is kept
+let lastMatrix = { key: null, value: null };
 function matrix(set, li, hi) {
+  const key = `${set.name}/${li}/${hi}`;
+  if (lastMatrix.key === key) return lastMatrix.value;
+  lastMatrix = { key, value: computeMatrix(set, li, hi) };
+  return lastMatrix.value;
+}
+
+function computeMatrix(set, li, hi) {
   const [, h, T, S] = set.shape;
   const m = new Float32Array(T * S);
   const heads = hi === MEAN ? [...Array(h).keys()] : [hi];
