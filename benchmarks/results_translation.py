@@ -143,7 +143,8 @@ def train(args: argparse.Namespace, train_file: Path) -> tuple[Path, float]:
     command = train_command(args, run, train_file)
     print("training:", " ".join(command[1:]), flush=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    subprocess.run(command, check=True, env=env)
+    if subprocess.run(command, env=env).returncode != 0:
+        raise SystemExit(f"training stopped before its end; run the same command again to resume from {run}")
     step, _, elapsed = run_state(run)
     print(f"training: {step} steps in {elapsed / 60:.1f} min")
     return best_model(run), elapsed
