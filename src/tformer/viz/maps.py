@@ -88,7 +88,7 @@ def check_fits(n_tokens: int, limit: int, what: str) -> None:
 def source_ids(tokenizer: Any, model: Any, text: str) -> list[int]:
     """The ids the model reads for ``text``: the tokenizer's framing; an encoder-decoder source ends in EOS."""
     ids = tokenizer.encode(text, allowed_special="all")
-    eos = getattr(tokenizer, "eos_token_id", None)
+    eos = tokenizer.eos_token_id
     if model.config.arch == "encoder_decoder" and eos is not None and (not ids or ids[-1] != eos):
         ids = [*ids, eos]  # as tformer's seq2seq training frames a source
     check_fits(len(ids), model.config.max_seq_len, "text")
