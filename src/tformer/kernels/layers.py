@@ -159,6 +159,7 @@ class NativeTransformerBlock(TransformerBlock):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        weight_heads: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
         """As ``TransformerBlock.forward``: x (B, T, d_model) -> (B, T, d_model), (self, cross) weights."""
         if mask is None and not is_causal and memory is None and not need_weights:
@@ -174,6 +175,7 @@ class NativeTransformerBlock(TransformerBlock):
             memory=memory,
             memory_mask=memory_mask,
             need_weights=need_weights,
+            weight_heads=weight_heads,
         )
 
     def _decode_step(self, x: torch.Tensor, input_pos: torch.Tensor | None, rope) -> torch.Tensor | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -36,6 +38,8 @@ class DecoderLM(TransformerModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         logits_to_keep: int | torch.Tensor = 0,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
         """input_ids (B, T) -> logits (B, T, vocab).
 
@@ -45,9 +49,17 @@ class DecoderLM(TransformerModel):
             input_pos: (T,) positions of these tokens in the cache (required when caches are set up).
             logits_to_keep: score only the last k positions (logits (B, k, vocab); 0 = all), or the positions
                 of a 1-D index tensor; generation keeps 1 and skips the LM head over the rest of the prompt.
+            output_attentions: attention maps of the ``attention_layers`` / ``heads`` selection (default all),
+                computed beside the fused attention (see ``TransformerStack.forward``).
         """
         out = self.body(
-            input_ids, attention_mask, position_ids, input_pos=input_pos, output_attentions=output_attentions
+            input_ids,
+            attention_mask,
+            position_ids,
+            input_pos=input_pos,
+            output_attentions=output_attentions,
+            attention_layers=attention_layers,
+            heads=heads,
         )
         h = keep_positions(out.hidden, logits_to_keep)  # (B, T, d_model) -> (B, k, d_model)
         attentions, _ = split_attentions(out.attentions)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -75,10 +77,19 @@ class EncoderModel(TransformerModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         output_attentions: bool = False,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
-        """input_ids (B, T), attention_mask (B, T), token_type_ids (B, T) segment ids."""
+        """input_ids (B, T), attention_mask (B, T), token_type_ids (B, T) segment ids; maps of the
+        ``attention_layers`` / ``heads`` selection with ``output_attentions``."""
         out = self.body(
-            input_ids, attention_mask, position_ids, token_type_ids, output_attentions=output_attentions
+            input_ids,
+            attention_mask,
+            position_ids,
+            token_type_ids,
+            output_attentions=output_attentions,
+            attention_layers=attention_layers,
+            heads=heads,
         )
         h = out.hidden
         pooled = self.pooler(h) if self.pooler is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -49,11 +51,14 @@ class EncoderDecoderLM(TransformerModel):
         input_pos: torch.Tensor | None = None,
         output_attentions: bool = False,
         logits_to_keep: int | torch.Tensor = 0,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
         """Target ids (B, T) attending to memory (B, S, d_model) -> logits (B, T, vocab).
 
         ``memory_mask`` (B, S) is the source attention mask; ``input_pos`` (T,) the cache positions;
         ``logits_to_keep`` scores only the last k positions (0 = all) or those of a 1-D index tensor.
+        ``output_attentions`` returns self- and cross-attention maps of the ``attention_layers`` / ``heads``.
         """
         out = self.decoder(
             decoder_input_ids,
@@ -62,6 +67,8 @@ class EncoderDecoderLM(TransformerModel):
             memory=memory,
             memory_mask=memory_mask,
             output_attentions=output_attentions,
+            attention_layers=attention_layers,
+            heads=heads,
         )
         h = keep_positions(out.hidden, logits_to_keep)  # (B, T, d_model) -> (B, k, d_model)
         # T5 folds d_model**-0.5 into the tied projection's input
@@ -84,29 +91,31 @@ class EncoderDecoderLM(TransformerModel):
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: torch.Tensor | None = None,
         output_attentions: bool = False,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
         """Teacher-forced pass: source (B, S) and decoder input (B, T) -> logits (B, T, vocab).
 
-        With experts, ``aux_loss`` balances the routing of encoder and decoder together.
+        ``output_attentions`` returns the encoder's, the decoder's and the cross-attention maps of the
+        ``attention_layers`` / ``heads`` selection (the same indices in both stacks). With experts,
+        ``aux_loss`` balances the routing of encoder and decoder together.
         """
         if decoder_input_ids is None:
             raise ValueError(
                 "decoder_input_ids is required (the target shifted right, starting with the start token)"
             )
+        maps = dict(output_attentions=output_attentions, attention_layers=attention_layers, heads=heads)
+        encoder_attentions = None
         if encoder_outputs is None:
-            encoded = self.encoder(input_ids, attention_mask)
+            encoded = self.encoder(input_ids, attention_mask, **maps)
             memory, encoder_routers = encoded.hidden, encoded.router_logits
+            encoder_attentions, _ = split_attentions(encoded.attentions)
         else:
             memory, encoder_routers = encoder_outputs, ()
-        out = self.decode(
-            decoder_input_ids,
-            memory,
-            attention_mask,
-            decoder_attention_mask,
-            output_attentions=output_attentions,
-        )
+        out = self.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, **maps)
         if encoder_routers:
             out.router_logits = encoder_routers + (out.router_logits or ())
             out.aux_loss = moe_aux_loss(out.router_logits, self.config.n_experts_per_token)
         out.encoder_last_hidden_state = memory
+        out.encoder_attentions = encoder_attentions
         return out

@@ -19,7 +19,9 @@ class ModelOutput:
     last_hidden_state: (B, T, d_model), the final hidden states (after the final norm).
     pooler_output: (B, d_model) for encoders with a pooler.
     encoder_last_hidden_state: (B, S, d_model) for encoder-decoder models.
-    attentions / cross_attentions: per-layer (B, H, T, S) weights when ``output_attentions=True``.
+    attentions / cross_attentions: per-layer (B, H, T, S) weights when ``output_attentions=True``
+        (B, h, T, S) for a ``heads=`` selection; None for a layer left out by ``attention_layers=``.
+    encoder_attentions: the encoder's self-attention maps of an encoder-decoder model, likewise.
     aux_loss: mixture-of-experts models: the load-balancing loss of this pass (a scalar); None otherwise.
     router_logits: mixture-of-experts models: each MoE layer's router logits (B*T, E).
     """
@@ -40,7 +42,7 @@ def split_attentions(weights: list[LayerWeights] | None) -> tuple[tuple | None, 
     if weights is None:
         return None, None
     self_w = tuple(w[0] for w in weights)
-    cross_w = tuple(w[1] for w in weights) if weights and weights[0][1] is not None else None
+    cross_w = tuple(w[1] for w in weights) if any(w[1] is not None for w in weights) else None
     return self_w, cross_w
 
 

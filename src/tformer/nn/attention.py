@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tformer.nn.attention_maps import attention_probabilities
 from tformer.nn.kv_cache import KVCache, StaticKV
 from tformer.nn.positions import apply_rotary
 
@@ -44,16 +45,8 @@ def reference_attention(
     ``is_causal`` applies only when ``mask`` is None (a given mask already encodes causality), as in the
     fused path.
     """
-    n_rep = q.shape[1] // k.shape[1]
-    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
-    scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, T, S)
-    if is_causal and mask is None:
-        T, S = scores.shape[-2:]
-        future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu(S - T + 1)
-        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
-    if mask is not None:
-        scores = scores + mask
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    weights = attention_probabilities(q, k, mask, is_causal, scale)  # (B, H, T, S)
+    v = repeat_kv(v, q.shape[1] // k.shape[1])
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v, weights
@@ -120,6 +113,8 @@ class Attention(nn.Module):
             self.qkv_proj = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(q_dim, d_model, bias=out_bias)
         self.impl = "sdpa"
+        # the exact kind always has maps; other kinds set why they have none (tformer.nn.attention_maps)
+        self.kind, self.weights_unavailable = "exact", None
         self.cache: KVCache | StaticKV | None = None
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
@@ -173,20 +168,26 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         input_pos: torch.Tensor | None = None,
         need_weights: bool = False,
+        weight_heads: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend from x (B, T, d_model); returns (output (B, T, d_model), weights (B, H, T, S) or None).
+        """Attend from x (B, T, d_model); returns (output (B, T, d_model), weights (B, H|h, T, S) or None).
 
         ``mask`` is additive and broadcastable to (B, H, T, S); ``is_causal`` applies a causal mask when
         ``mask`` is None. ``rope`` is (cos, sin), each (B, T, D). ``input_pos`` (T,) are the cache slots.
-        Weights are only available from the reference backend (``need_weights`` forces it).
+        ``need_weights`` returns the attention probabilities of the heads in ``weight_heads`` (default all)
+        without changing the backend: under SDPA they are recomputed from the same q, k and mask.
         """
         B, T, _ = x.shape
         q, k, v = self._project(x, memory, rope, input_pos)
         dropout_p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights or self.impl == "reference":
+        if self.impl == "reference":
             out, weights = reference_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
+            if need_weights and weight_heads is not None:
+                weights = weights[:, list(weight_heads)]
         else:
+            if need_weights:  # before dropout, as the reference path returns them
+                weights = attention_probabilities(q, k, mask, is_causal, self.scale, weight_heads)
             out = self.attend(q, k, v, mask, is_causal, dropout_p)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, H, T, D) -> (B, T, H*D)
         return self.o_proj(out), weights if need_weights else None

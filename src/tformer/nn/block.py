@@ -61,18 +61,28 @@ class TransformerBlock(nn.Module):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        weight_heads: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
-        """x (B, T, d_model) -> (B, T, d_model), plus (self, cross) attention weights when asked."""
+        """x (B, T, d_model) -> (B, T, d_model), plus (self, cross) attention weights of ``weight_heads``
+        (default all heads) when asked."""
         weights: list[torch.Tensor | None] = [None, None]
 
         def self_attention(h: torch.Tensor) -> torch.Tensor:
             out, weights[0] = self.attn(
-                h, mask=mask, is_causal=is_causal, rope=rope, input_pos=input_pos, need_weights=need_weights
+                h,
+                mask=mask,
+                is_causal=is_causal,
+                rope=rope,
+                input_pos=input_pos,
+                need_weights=need_weights,
+                weight_heads=weight_heads,
             )
             return out
 
         def cross_attention(h: torch.Tensor) -> torch.Tensor:
-            out, weights[1] = self.cross_attn(h, memory=memory, mask=memory_mask, need_weights=need_weights)
+            out, weights[1] = self.cross_attn(
+                h, memory=memory, mask=memory_mask, need_weights=need_weights, weight_heads=weight_heads
+            )
             return out
 
         x = self._residual(x, self.attn_norm, self_attention)

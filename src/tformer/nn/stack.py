@@ -6,12 +6,14 @@ T tokens in this call, S keys (T without cache; all cached positions with one).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tformer.nn.attention_maps import MapSelection, check_weights_available
 from tformer.nn.block import TransformerBlock
 from tformer.nn.embedding import InputEmbedding
 from tformer.nn.masks import build_attention_mask, padding_at, padding_mask_bias
@@ -67,6 +69,21 @@ class TransformerStack(nn.Module):
         self.rotary, self.position_bias = rotary, position_bias
         self.gradient_checkpointing = False
 
+    def _map_selection(self, layers: Sequence[int] | None, heads: Sequence[int] | None) -> MapSelection:
+        """The validated layers/heads to return maps for; fails early for an attention kind without them."""
+        selection = MapSelection.resolve(
+            layers,
+            heads,
+            n_layers=len(self.layers),
+            n_heads=self.layers[0].attn.n_heads,
+            where="decoder" if self.causal else "encoder",
+        )
+        for i in selection.layers:
+            check_weights_available(self.layers[i].attn)
+            if self.layers[i].cross_attn is not None:
+                check_weights_available(self.layers[i].cross_attn)
+        return selection
+
     @property
     def caching(self) -> bool:
         """Whether key/value caches are set up (then every call needs ``input_pos``)."""
@@ -82,6 +99,8 @@ class TransformerStack(nn.Module):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> StackOutput:
         """Run the stack on input_ids (B, T).
 
@@ -91,11 +110,15 @@ class TransformerStack(nn.Module):
             position_ids: (B, T) positions for embeddings/RoPE; default ``input_pos``.
             input_pos: (T,) absolute positions of these tokens (cache slots); default 0..T-1.
             memory: (B, S_enc, d_model) encoder output for cross-attention; memory_mask (B, S_enc).
+            output_attentions: return attention maps, for the layers in ``attention_layers`` and the heads
+                in ``heads`` (default all; negative indices count from the end). The backend stays as set.
 
         Returns:
-            a ``StackOutput``: hidden states (B, T, d_model), per-layer (self, cross) attention weights when
-            asked, and the router logits of every mixture-of-experts layer (for a load-balancing loss).
+            a ``StackOutput``: hidden states (B, T, d_model), per-layer (self, cross) attention weights
+            (B, H|h, T, S) when asked ((None, None) for a layer not selected), and the router logits of every
+            mixture-of-experts layer (for a load-balancing loss).
         """
+        maps = self._map_selection(attention_layers, heads) if output_attentions else None
         B, T = input_ids.shape
         device = input_ids.device
         aligned = input_pos is None and not self.caching
@@ -131,7 +154,7 @@ class TransformerStack(nn.Module):
 
         attentions: list[LayerWeights] | None = [] if output_attentions else None
         router_logits: list[torch.Tensor] = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             kwargs = dict(
                 mask=mask,
                 is_causal=is_causal,
@@ -139,7 +162,8 @@ class TransformerStack(nn.Module):
                 input_pos=input_pos,
                 memory=memory,
                 memory_mask=cross_mask,
-                need_weights=output_attentions,
+                need_weights=maps is not None and i in maps.layers,
+                weight_heads=maps.heads if maps is not None else None,
             )
             if self.gradient_checkpointing and self.training:
                 x, weights = checkpoint(
