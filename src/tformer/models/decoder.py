@@ -34,6 +34,7 @@ class DecoderLM(TransformerModel):
         input_pos: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> ModelOutput:
         """input_ids (B, T) -> logits (B, T, vocab).
 
@@ -41,9 +42,15 @@ class DecoderLM(TransformerModel):
             attention_mask: (B, T) 1 for tokens, 0 for padding (with a cache: (B, L) over all positions so far).
             position_ids: (B, T) positions (default: ``input_pos``, i.e. 0..T-1).
             input_pos: (T,) positions of these tokens in the cache (required when caches are set up).
+            global_attention_mask: (B, T) 1 for global tokens (attention_kind='local_global').
         """
         h, attn = self.body(
-            input_ids, attention_mask, position_ids, input_pos=input_pos, output_attentions=output_attentions
+            input_ids,
+            attention_mask,
+            position_ids,
+            input_pos=input_pos,
+            output_attentions=output_attentions,
+            global_attention_mask=global_attention_mask,
         )
         attentions, _ = split_attentions(attn)
         return ModelOutput(

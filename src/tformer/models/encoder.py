@@ -72,10 +72,17 @@ class EncoderModel(TransformerModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         output_attentions: bool = False,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """input_ids (B, T), attention_mask (B, T), token_type_ids (B, T) segment ids."""
+        """input_ids (B, T), attention_mask (B, T), token_type_ids (B, T) segment ids;
+        global_attention_mask (B, T) 1 for global tokens (attention_kind='local_global', as Longformer)."""
         h, attn = self.body(
-            input_ids, attention_mask, position_ids, token_type_ids, output_attentions=output_attentions
+            input_ids,
+            attention_mask,
+            position_ids,
+            token_type_ids,
+            output_attentions=output_attentions,
+            global_attention_mask=global_attention_mask,
         )
         pooled = self.pooler(h) if self.pooler is not None else None
         logits = None

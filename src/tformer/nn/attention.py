@@ -9,6 +9,7 @@ Shapes: B batch, T queries, S keys, H query heads, Hkv key/value heads, D head_d
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -16,6 +17,9 @@ from torch.nn import functional as F
 
 from tformer.nn.kv_cache import KVCache, StaticKV
 from tformer.nn.positions import apply_rotary
+
+if TYPE_CHECKING:  # the kinds import this module; at run time Attention only calls them
+    from tformer.nn.attention_kinds.base import MaskSpec
 
 ATTN_IMPLS = ("sdpa", "reference")
 
@@ -91,6 +95,8 @@ class Attention(nn.Module):
         head_dim: width of each head. qkv_bias / out_bias: biases on the projections.
         scale: multiplier of q k^T (1/sqrt(head_dim) in the paper; T5 folds it into the weights: 1.0).
         dropout: on the attention probabilities. cross: cross-attention.
+        kind: an efficient attention kind (``tformer.nn.attention_kinds``) computing softmax attention
+            from q, k, v its own way, with a ``MaskSpec`` instead of a dense mask; None: exact attention.
     """
 
     def __init__(
@@ -105,8 +111,11 @@ class Attention(nn.Module):
         scale: float | None = None,
         dropout: float = 0.0,
         cross: bool = False,
+        kind: nn.Module | None = None,
     ):
         super().__init__()
+        if cross and kind is not None:
+            raise ValueError("cross-attention is exact; attention kinds apply to self-attention only")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.scale = scale if scale is not None else head_dim**-0.5
         self.dropout, self.cross = dropout, cross
@@ -122,6 +131,7 @@ class Attention(nn.Module):
         # optional kernel for one unmasked query (q, k, v, scale) -> out or None, set by
         # tformer.generation.native_kernels; None returns the call to the backends above
         self.decode_kernel: Callable | None = None
+        self.kind = kind
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, T, _ = x.shape
@@ -156,7 +166,7 @@ class Attention(nn.Module):
         x: torch.Tensor,
         *,
         memory: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | MaskSpec | None = None,
         is_causal: bool = False,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         input_pos: torch.Tensor | None = None,
@@ -167,12 +177,28 @@ class Attention(nn.Module):
         ``mask`` is additive and broadcastable to (B, H, T, S); ``is_causal`` applies a causal mask when
         ``mask`` is None. ``rope`` is (cos, sin), each (B, T, D). ``input_pos`` (T,) are the cache slots.
         Weights are only available from the reference backend (``need_weights`` forces it).
+        With an attention ``kind``, ``mask`` is a ``MaskSpec`` (or None) and no weights exist.
         """
         B, T, _ = x.shape
         q, k, v = self._project(x, memory, rope, input_pos)
         dropout_p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights or self.impl == "reference":
+        if self.kind is not None:
+            if need_weights:
+                raise ValueError(f"attention_kind={self.kind.name!r} never materialises attention weights")
+            out = self.kind(
+                q,
+                k,
+                v,
+                mask=mask,
+                is_causal=is_causal,
+                scale=self.scale,
+                dropout_p=dropout_p,
+                x=x,
+                rope=rope,
+                cache=self.cache,
+            )
+        elif need_weights or self.impl == "reference":
             out, weights = reference_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
         else:
             out = None

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tformer.nn.attention_kinds.base import MaskSpec
 from tformer.nn.block import TransformerBlock
 from tformer.nn.embedding import InputEmbedding
 from tformer.nn.masks import build_attention_mask, padding_at, padding_mask_bias
@@ -63,6 +64,7 @@ class TransformerStack(nn.Module):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor | None, torch.Tensor | None]] | None]:
         """Run the stack on input_ids (B, T).
 
@@ -72,6 +74,8 @@ class TransformerStack(nn.Module):
             position_ids: (B, T) positions for embeddings/RoPE; default ``input_pos``.
             input_pos: (T,) absolute positions of these tokens (cache slots); default 0..T-1.
             memory: (B, S_enc, d_model) encoder output for cross-attention; memory_mask (B, S_enc).
+            global_attention_mask: (B, L) 1 for global tokens (attention_kind='local_global'), like
+                attention_mask over every position so far.
 
         Returns:
             hidden states (B, T, d_model), and per-layer (self, cross) attention weights when asked.
@@ -93,19 +97,30 @@ class TransformerStack(nn.Module):
         # then runs unmasked (the fast path of every kernel)
         causal = self.causal and not (T == 1 and self.caching and cache.single_query_sees_all_keys)
         bias = self.position_bias(input_pos, k_pos) if self.position_bias is not None else None
-        key_padding = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            key_padding = padding_at(attention_mask, k_pos)
-        mask, is_causal = build_attention_mask(
-            input_pos,
-            k_pos,
-            causal=causal,
-            dtype=x.dtype,
-            sliding_window=self.sliding_window,
-            key_padding=key_padding,
-            bias=bias,
-            aligned=aligned,
-        )
+        if self.layers[0].attn.kind is not None:
+            # an efficient attention kind gets the mask described, never a dense (T, S) matrix
+            mask: torch.Tensor | MaskSpec | None = MaskSpec.build(
+                input_pos, k_pos, attention_mask, global_attention_mask
+            )
+            is_causal = self.causal
+        else:
+            if global_attention_mask is not None:
+                raise ValueError(
+                    "global_attention_mask needs attention_kind='local_global' (it has global tokens)"
+                )
+            key_padding = None
+            if attention_mask is not None and not bool(attention_mask.all()):
+                key_padding = padding_at(attention_mask, k_pos)
+            mask, is_causal = build_attention_mask(
+                input_pos,
+                k_pos,
+                causal=causal,
+                dtype=x.dtype,
+                sliding_window=self.sliding_window,
+                key_padding=key_padding,
+                bias=bias,
+                aligned=aligned,
+            )
         rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         cross_mask = padding_mask_bias(memory_mask, x.dtype) if memory is not None else None
 
