@@ -71,6 +71,7 @@ class LinformerParams:
 ATTENTION_PARAMS: dict[str, type] = {
     "exact": ExactParams,
     "local_global": LocalGlobalParams,
+    "block_sparse": BlockSparseParams,
 }
 # (field, lowest value) of every integer parameter with a lower bound
 _LOWEST = {

@@ -22,12 +22,14 @@ from torch import nn
 
 from tformer.attention_params import parse_attention_params
 from tformer.nn.attention_kinds.base import AttentionCost, AttentionKind, MaskSpec, masked_attention
+from tformer.nn.attention_kinds.block_sparse import BlockSparseAttention, block_layout
 from tformer.nn.attention_kinds.exact import ExactAttention
 from tformer.nn.attention_kinds.local_global import LocalGlobalAttention
 
 KINDS: dict[str, type[AttentionKind]] = {
     "exact": ExactAttention,
     "local_global": LocalGlobalAttention,
+    "block_sparse": BlockSparseAttention,
 }
 
 
@@ -62,10 +64,12 @@ __all__ = [
     "KINDS",
     "AttentionCost",
     "AttentionKind",
+    "BlockSparseAttention",
     "ExactAttention",
     "LocalGlobalAttention",
     "MaskSpec",
     "attention_cost",
+    "block_layout",
     "make_attention_kind",
     "masked_attention",
 ]
