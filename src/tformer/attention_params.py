@@ -72,6 +72,7 @@ ATTENTION_PARAMS: dict[str, type] = {
     "exact": ExactParams,
     "local_global": LocalGlobalParams,
     "block_sparse": BlockSparseParams,
+    "performer": PerformerParams,
 }
 # (field, lowest value) of every integer parameter with a lower bound
 _LOWEST = {

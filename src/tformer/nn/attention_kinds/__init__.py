@@ -25,11 +25,13 @@ from tformer.nn.attention_kinds.base import AttentionCost, AttentionKind, MaskSp
 from tformer.nn.attention_kinds.block_sparse import BlockSparseAttention, block_layout
 from tformer.nn.attention_kinds.exact import ExactAttention
 from tformer.nn.attention_kinds.local_global import LocalGlobalAttention
+from tformer.nn.attention_kinds.performer import PerformerAttention, PerformerState
 
 KINDS: dict[str, type[AttentionKind]] = {
     "exact": ExactAttention,
     "local_global": LocalGlobalAttention,
     "block_sparse": BlockSparseAttention,
+    "performer": PerformerAttention,
 }
 
 
@@ -68,6 +70,8 @@ __all__ = [
     "ExactAttention",
     "LocalGlobalAttention",
     "MaskSpec",
+    "PerformerAttention",
+    "PerformerState",
     "attention_cost",
     "block_layout",
     "make_attention_kind",
