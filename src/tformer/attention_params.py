@@ -73,6 +73,7 @@ ATTENTION_PARAMS: dict[str, type] = {
     "local_global": LocalGlobalParams,
     "block_sparse": BlockSparseParams,
     "performer": PerformerParams,
+    "linformer": LinformerParams,
 }
 # (field, lowest value) of every integer parameter with a lower bound
 _LOWEST = {

@@ -24,6 +24,7 @@ from tformer.attention_params import parse_attention_params
 from tformer.nn.attention_kinds.base import AttentionCost, AttentionKind, MaskSpec, masked_attention
 from tformer.nn.attention_kinds.block_sparse import BlockSparseAttention, block_layout
 from tformer.nn.attention_kinds.exact import ExactAttention
+from tformer.nn.attention_kinds.linformer import LinformerAttention
 from tformer.nn.attention_kinds.local_global import LocalGlobalAttention
 from tformer.nn.attention_kinds.performer import PerformerAttention, PerformerState
 
@@ -32,6 +33,7 @@ KINDS: dict[str, type[AttentionKind]] = {
     "local_global": LocalGlobalAttention,
     "block_sparse": BlockSparseAttention,
     "performer": PerformerAttention,
+    "linformer": LinformerAttention,
 }
 
 
@@ -68,6 +70,7 @@ __all__ = [
     "AttentionKind",
     "BlockSparseAttention",
     "ExactAttention",
+    "LinformerAttention",
     "LocalGlobalAttention",
     "MaskSpec",
     "PerformerAttention",
