@@ -23,6 +23,8 @@ ARCHITECTURES = {
     "BertForTokenClassification": "bert",
     "T5ForConditionalGeneration": "t5",
     "BartForConditionalGeneration": "bart",
+    "LongformerModel": "longformer",
+    "LongformerForMaskedLM": "longformer",
 }
 
 
