@@ -173,6 +173,10 @@ def inspect_config(
     seq_len = seq_len or cfg.max_seq_len
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
+    if cfg.attention_kind == "linformer" and seq_len > cfg.attention_params["max_seq_len"]:
+        raise ValueError(
+            f"seq_len={seq_len} is longer than the Linformer's max_seq_len={cfg.attention_params['max_seq_len']}"
+        )
     nbytes = DTYPE_BYTES[dtype]
     with torch.device("meta"):
         model = build(cfg, init=False)
@@ -281,6 +285,8 @@ def compare_kinds(
     out: list[tuple[str, Report | str]] = []
     for kind in ATTENTION_PARAMS:
         params = cfg.attention_params if kind == cfg.attention_kind else {}
+        if kind == "linformer" and kind != cfg.attention_kind:  # a Linformer built for this length
+            params = {"max_seq_len": max(seq_len or cfg.max_seq_len, cfg.max_seq_len)}
         try:
             variant = cfg.replace(attention_kind=kind, attention_params=params)
         except ConfigError as e:

@@ -98,3 +98,12 @@ def test_a_model_saves_and_loads_with_its_kind(kind, tmp_path):
     ids = torch.randint(1, 24, (2, 30))
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["local_global", "block_sparse", "performer"])
+def test_encoder_decoder_generation_with_a_kind_equals_uncached(kind):
+    torch.manual_seed(0)
+    model = tformer.build("bart-tiny", **TINY, attention_kind=kind, attention_params=PARAMS[kind]).eval()
+    src = torch.randint(3, 24, (2, 30))
+    options = dict(max_new_tokens=12, do_sample=False)
+    assert torch.equal(model.generate(src, **options), model.generate(src, use_cache=False, **options))

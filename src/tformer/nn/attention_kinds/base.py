@@ -191,11 +191,18 @@ def global_indices(flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return index, valid
 
 
-def softmax_probs(scores: torch.Tensor, allowed: torch.Tensor, dropout_p: float) -> torch.Tensor:
-    """softmax over the last dim of the allowed scores (float32, as the reference path), then dropout."""
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+def softmax_probs(scores: torch.Tensor, allowed: torch.Tensor | None, dropout_p: float) -> torch.Tensor:
+    """softmax over the last dim of the allowed scores (all when ``allowed`` is None; in float32, as the
+    reference path), then dropout. ``scores`` must be a fresh tensor: it is masked in place."""
+    if allowed is not None:  # in place: the products that make scores do not keep them for backward
+        scores = scores.masked_fill_(~allowed, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
-    probs = probs.masked_fill(~allowed, 0.0)  # a row with no allowed key gives zeros, not a uniform average
+    if allowed is not None:
+        seen = allowed.any(-1, keepdim=True)
+        if not bool(
+            seen.all()
+        ):  # a row with no allowed key gives zeros, not a uniform average of hidden keys
+            probs = probs * seen
     if dropout_p > 0.0:
         probs = nn.functional.dropout(probs, p=dropout_p)
     return probs

@@ -75,8 +75,7 @@ class LinformerAttention(AttentionKind):
         k_proj = repeat_kv(torch.einsum("ks,bhsd->bhkd", e, k), H // k.shape[1])  # (B, H, k, D)
         v_proj = repeat_kv(torch.einsum("ks,bhsd->bhkd", f, v), H // v.shape[1])
         scores = (q @ k_proj.transpose(-1, -2)) * scale  # (B, H, T, k)
-        allowed = torch.ones((), dtype=torch.bool, device=q.device).expand(scores.shape)
-        return softmax_probs(scores, allowed, dropout_p) @ v_proj
+        return softmax_probs(scores, None, dropout_p) @ v_proj
 
     @classmethod
     def cost(cls, params: LinformerParams, seq_len: int, head_dim: int, causal: bool) -> AttentionCost:
