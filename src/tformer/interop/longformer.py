@@ -15,11 +15,11 @@ from typing import Any
 
 from tformer.config import ModelConfig
 from tformer.errors import CheckpointError, ConfigError
+from tformer.interop import bert
 from tformer.interop.bert import BODY_RULES, POOLER_RULES
 from tformer.interop.common import (
     Rule,
     Tensors,
-    activation_from_hf,
     drop_tied,
     fuse_qkv,
     rename,
@@ -28,7 +28,8 @@ from tformer.interop.common import (
     strip_prefix,
 )
 
-HEADS = {"LongformerModel": ("none", True), "LongformerForMaskedLM": ("mlm", False)}
+# the BERT architecture with the same head
+BERT_EQUIVALENT = {"LongformerModel": "BertModel", "LongformerForMaskedLM": "BertForMaskedLM"}
 MLM_WEIGHT, EMBEDDING = "lm_head.decoder.weight", "embeddings.word_embeddings.weight"
 
 
@@ -48,43 +49,21 @@ def one_sided_window(hf: dict[str, Any]) -> int:
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
-    """The EncoderModel config of a Longformer config.json."""
-    head, pooler = HEADS[architecture]
-    activation = activation_from_hf(hf.get("hidden_act", "gelu"))
-    if head == "mlm" and activation != "gelu":
+    """The EncoderModel config of a Longformer config.json: BERT's, with RoBERTa's positions and the window."""
+    base = bert.config_from_hf(hf, BERT_EQUIVALENT[architecture])
+    if base.head == "mlm" and base.activation != "gelu":
         raise ConfigError(
             f"LongformerForMaskedLM's head always uses gelu but hidden_act={hf.get('hidden_act')!r}; "
             "tformer's head shares the layers' activation"
         )
     pad = hf.get("pad_token_id", 1)
     offset = pad + 1  # RoBERTa positions start after the padding index
-    return ModelConfig(
-        arch="encoder",
-        vocab_size=require(hf, "vocab_size"),
-        d_model=require(hf, "hidden_size"),
-        n_layers=require(hf, "num_hidden_layers"),
-        n_heads=require(hf, "num_attention_heads"),
-        d_ff=require(hf, "intermediate_size"),
+    return base.replace(
         max_seq_len=require(hf, "max_position_embeddings") - offset,
-        position="learned",
         position_offset=offset,
-        norm="layernorm",
-        norm_eps=hf.get("layer_norm_eps", 1e-12),
-        norm_placement="post",
-        final_norm=False,
-        activation=activation,
-        embedding_norm=True,
-        type_vocab_size=hf.get("type_vocab_size", 2),
-        tie_word_embeddings=hf.get("tie_word_embeddings", True),
-        head=head,
-        pooler=pooler,
-        dropout=hf.get("hidden_dropout_prob", 0.1),
-        attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+        pad_token_id=pad,
         attention_kind="local_global",
         attention_params={"window": one_sided_window(hf), "global_projections": True},
-        pad_token_id=pad,
-        bos_token_id=hf.get("bos_token_id"),
-        eos_token_id=hf.get("eos_token_id"),
         extra={"hf_architecture": architecture},
     )
 
