@@ -85,8 +85,9 @@ class TransformerModel(nn.Module):
     ) -> None:
         """Preallocate the decoder's key/value caches for ``batch_size`` sequences of ``max_seq_len`` tokens.
 
-        Sliding-window models get ring buffers of the window size. Cross-attention gets a slot for
-        keys/values computed once from the encoder output.
+        Sliding-window models get ring buffers of the window size; an attention kind with its own decoding
+        state (Performer) gets that instead. Cross-attention gets a slot for keys/values computed once from
+        the encoder output.
         """
         cfg = self.config
         max_seq_len = max_seq_len or cfg.max_seq_len
@@ -97,7 +98,10 @@ class TransformerModel(nn.Module):
         dtype, device = dtype or self.dtype, device or self.device
         window = cfg.sliding_window
         for block in self.decoder_stack().layers:
-            if window is not None and window < max_seq_len:
+            make_state = getattr(block.attn.kind, "make_cache", None)  # e.g. Performer's constant-size state
+            if make_state is not None:
+                block.attn.cache = make_state(batch_size, dtype, device)
+            elif window is not None and window < max_seq_len:
                 block.attn.cache = RollingKVCache(
                     batch_size, cfg.n_kv_heads, window, cfg.head_dim, dtype, device
                 )

@@ -21,6 +21,7 @@ from tformer.nn import (
     make_feedforward,
     make_norm,
 )
+from tformer.nn.attention_kinds import make_attention_kind
 from tformer.nn.moe import MoEFeedForward
 
 
@@ -31,6 +32,17 @@ def norm_factory(cfg: ModelConfig) -> Callable[[], nn.Module]:
 
 def make_attention(cfg: ModelConfig, cross: bool = False) -> Attention:
     """Self-attention (or cross-attention over an encoder's memory) with the configured heads and biases."""
+    kind = None
+    if not cross:  # cross-attention stays exact: its keys are the (short) encoder output
+        kind = make_attention_kind(
+            cfg.attention_kind,
+            cfg.attention_params,
+            d_model=cfg.d_model,
+            n_heads=cfg.n_heads,
+            n_kv_heads=cfg.n_kv_heads,
+            head_dim=cfg.head_dim,
+            qkv_bias=cfg.attn_bias,
+        )
     return Attention(
         cfg.d_model,
         cfg.n_heads,
@@ -41,6 +53,7 @@ def make_attention(cfg: ModelConfig, cross: bool = False) -> Attention:
         scale=cfg.attention_scale,
         dropout=cfg.attn_dropout,
         cross=cross,
+        kind=kind,
     )
 
 

@@ -40,6 +40,7 @@ class DecoderLM(TransformerModel):
         logits_to_keep: int | torch.Tensor = 0,
         attention_layers: Sequence[int] | None = None,
         heads: Sequence[int] | None = None,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> ModelOutput:
         """input_ids (B, T) -> logits (B, T, vocab).
 
@@ -51,6 +52,7 @@ class DecoderLM(TransformerModel):
                 of a 1-D index tensor; generation keeps 1 and skips the LM head over the rest of the prompt.
             output_attentions: attention maps of the ``attention_layers`` / ``heads`` selection (default all),
                 computed beside the fused attention (see ``TransformerStack.forward``).
+            global_attention_mask: (B, T) 1 for global tokens (attention_kind='local_global').
         """
         out = self.body(
             input_ids,
@@ -60,6 +62,7 @@ class DecoderLM(TransformerModel):
             output_attentions=output_attentions,
             attention_layers=attention_layers,
             heads=heads,
+            global_attention_mask=global_attention_mask,
         )
         h = keep_positions(out.hidden, logits_to_keep)  # (B, T, d_model) -> (B, k, d_model)
         attentions, _ = split_attentions(out.attentions)

@@ -79,9 +79,11 @@ class EncoderModel(TransformerModel):
         output_attentions: bool = False,
         attention_layers: Sequence[int] | None = None,
         heads: Sequence[int] | None = None,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> ModelOutput:
         """input_ids (B, T), attention_mask (B, T), token_type_ids (B, T) segment ids; maps of the
-        ``attention_layers`` / ``heads`` selection with ``output_attentions``."""
+        ``attention_layers`` / ``heads`` selection with ``output_attentions``; global_attention_mask (B, T)
+        1 for global tokens (attention_kind='local_global', as Longformer)."""
         out = self.body(
             input_ids,
             attention_mask,
@@ -90,6 +92,7 @@ class EncoderModel(TransformerModel):
             output_attentions=output_attentions,
             attention_layers=attention_layers,
             heads=heads,
+            global_attention_mask=global_attention_mask,
         )
         h = out.hidden
         pooled = self.pooler(h) if self.pooler is not None else None

@@ -12,6 +12,8 @@ compute, deferring to it for the rest: ``tformer.kernels.native_kernels(model)``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -19,6 +21,9 @@ from torch.nn import functional as F
 from tformer.nn.attention_maps import attention_probabilities
 from tformer.nn.kv_cache import KVCache, StaticKV
 from tformer.nn.positions import apply_rotary
+
+if TYPE_CHECKING:  # the kinds import this module; at run time Attention only calls them
+    from tformer.nn.attention_kinds.base import MaskSpec
 
 ATTN_IMPLS = ("sdpa", "reference")
 
@@ -86,6 +91,8 @@ class Attention(nn.Module):
         head_dim: width of each head. qkv_bias / out_bias: biases on the projections.
         scale: multiplier of q k^T (1/sqrt(head_dim) in the paper; T5 folds it into the weights: 1.0).
         dropout: on the attention probabilities. cross: cross-attention.
+        kind: an efficient attention kind (``tformer.nn.attention_kinds``) computing softmax attention
+            from q, k, v its own way, with a ``MaskSpec`` instead of a dense mask; None: exact attention.
     """
 
     def __init__(
@@ -100,8 +107,11 @@ class Attention(nn.Module):
         scale: float | None = None,
         dropout: float = 0.0,
         cross: bool = False,
+        kind: nn.Module | None = None,
     ):
         super().__init__()
+        if cross and kind is not None:
+            raise ValueError("cross-attention is exact; attention kinds apply to self-attention only")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.scale = scale if scale is not None else head_dim**-0.5
         self.dropout, self.cross = dropout, cross
@@ -113,9 +123,20 @@ class Attention(nn.Module):
             self.qkv_proj = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(q_dim, d_model, bias=out_bias)
         self.impl = "sdpa"
-        # the exact kind always has maps; other kinds set why they have none (tformer.nn.attention_maps)
-        self.kind, self.weights_unavailable = "exact", None
         self.cache: KVCache | StaticKV | None = None
+        self.kind = kind
+
+    @property
+    def kind_name(self) -> str:
+        """The attention kind's name: ``"exact"`` for this module's own softmax attention."""
+        return "exact" if self.kind is None else self.kind.name
+
+    @property
+    def weights_unavailable(self) -> str | None:
+        """Why this layer cannot return attention maps (tformer.nn.attention_maps), or None: it can."""
+        if self.kind is None:
+            return None
+        return "it computes attention without materialising the probabilities"
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, T, _ = x.shape
@@ -163,7 +184,7 @@ class Attention(nn.Module):
         x: torch.Tensor,
         *,
         memory: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | MaskSpec | None = None,
         is_causal: bool = False,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         input_pos: torch.Tensor | None = None,
@@ -176,12 +197,28 @@ class Attention(nn.Module):
         ``mask`` is None. ``rope`` is (cos, sin), each (B, T, D). ``input_pos`` (T,) are the cache slots.
         ``need_weights`` returns the attention probabilities of the heads in ``weight_heads`` (default all)
         without changing the backend: under SDPA they are recomputed from the same q, k and mask.
+        With an attention ``kind``, ``mask`` is a ``MaskSpec`` (or None) and no weights exist.
         """
         B, T, _ = x.shape
         q, k, v = self._project(x, memory, rope, input_pos)
         dropout_p = self.dropout if self.training else 0.0
         weights = None
-        if self.impl == "reference":
+        if self.kind is not None:
+            if need_weights:
+                raise ValueError(f"attention_kind={self.kind.name!r} never materialises attention weights")
+            out = self.kind(
+                q,
+                k,
+                v,
+                mask=mask,
+                is_causal=is_causal,
+                scale=self.scale,
+                dropout_p=dropout_p,
+                x=x,
+                rope=rope,
+                cache=self.cache,
+            )
+        elif self.impl == "reference":
             out, weights = reference_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
             if need_weights and weight_heads is not None:
                 weights = weights[:, list(weight_heads)]

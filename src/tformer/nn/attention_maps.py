@@ -103,11 +103,11 @@ def check_weights_available(attn: torch.nn.Module) -> None:
     """Raise a one-line error naming the attention kind when its layer cannot return maps.
 
     An attention module says so with ``weights_unavailable`` (None, or why not) and names itself with
-    ``kind``; the exact ``Attention`` always has weights.
+    ``kind_name``; the exact ``Attention`` always has weights.
     """
     reason = getattr(attn, "weights_unavailable", None)
     if reason:
-        kind = getattr(attn, "kind", type(attn).__name__)
+        kind = getattr(attn, "kind_name", type(attn).__name__)
         raise AttentionWeightsUnavailable(
             f"attention kind {kind!r} has no attention weights ({reason}); "
             "build the model with the exact attention to see maps"

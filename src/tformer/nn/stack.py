@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tformer.nn.attention_kinds.base import MaskSpec
 from tformer.nn.attention_maps import MapSelection, check_weights_available
 from tformer.nn.block import TransformerBlock
 from tformer.nn.embedding import InputEmbedding
@@ -101,6 +102,7 @@ class TransformerStack(nn.Module):
         output_attentions: bool = False,
         attention_layers: Sequence[int] | None = None,
         heads: Sequence[int] | None = None,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> StackOutput:
         """Run the stack on input_ids (B, T).
 
@@ -112,6 +114,8 @@ class TransformerStack(nn.Module):
             memory: (B, S_enc, d_model) encoder output for cross-attention; memory_mask (B, S_enc).
             output_attentions: return attention maps, for the layers in ``attention_layers`` and the heads
                 in ``heads`` (default all; negative indices count from the end). The backend stays as set.
+            global_attention_mask: (B, L) 1 for global tokens (attention_kind='local_global'), like
+                attention_mask over every position so far.
 
         Returns:
             a ``StackOutput``: hidden states (B, T, d_model), per-layer (self, cross) attention weights
@@ -136,19 +140,30 @@ class TransformerStack(nn.Module):
         # then runs unmasked (the fast path of every kernel)
         causal = self.causal and not (T == 1 and self.caching and cache.single_query_sees_all_keys)
         bias = self.position_bias(input_pos, k_pos) if self.position_bias is not None else None
-        key_padding = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            key_padding = padding_at(attention_mask, k_pos)
-        mask, is_causal = build_attention_mask(
-            input_pos,
-            k_pos,
-            causal=causal,
-            dtype=x.dtype,
-            sliding_window=self.sliding_window,
-            key_padding=key_padding,
-            bias=bias,
-            aligned=aligned,
-        )
+        if self.layers[0].attn.kind is not None:
+            # an efficient attention kind gets the mask described, never a dense (T, S) matrix
+            mask: torch.Tensor | MaskSpec | None = MaskSpec.build(
+                input_pos, k_pos, attention_mask, global_attention_mask
+            )
+            is_causal = self.causal
+        else:
+            if global_attention_mask is not None:
+                raise ValueError(
+                    "global_attention_mask needs attention_kind='local_global' (it has global tokens)"
+                )
+            key_padding = None
+            if attention_mask is not None and not bool(attention_mask.all()):
+                key_padding = padding_at(attention_mask, k_pos)
+            mask, is_causal = build_attention_mask(
+                input_pos,
+                k_pos,
+                causal=causal,
+                dtype=x.dtype,
+                sliding_window=self.sliding_window,
+                key_padding=key_padding,
+                bias=bias,
+                aligned=aligned,
+            )
         rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         cross_mask = padding_mask_bias(memory_mask, x.dtype) if memory is not None else None
 
