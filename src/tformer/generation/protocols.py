@@ -90,3 +90,21 @@ class Seq2SeqLM(CachedModel, Protocol):
 
 
 GenerativeLM = CausalLM | Seq2SeqLM
+
+
+@runtime_checkable
+class SpeculativeLM(CausalLM, Protocol):
+    """A decoder-only LM whose caches can drop rejected tokens: what speculative decoding needs."""
+
+    def setup_caches(
+        self,
+        batch_size: int,
+        max_seq_len: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        window_slack: int = 0,
+    ) -> None:
+        """As ``CachedModel.setup_caches``; ring buffers get ``window_slack`` extra slots."""
+
+    def rewind_caches(self, end: int, shift: torch.Tensor | None = None) -> None:
+        """Keep cache positions < ``end``; row b's entries move by ``shift[b]`` (B,) positions."""
