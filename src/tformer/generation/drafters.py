@@ -41,16 +41,24 @@ class Drafter(Protocol):
     def propose(self, rows: Rows, k: int, generator: torch.Generator | None) -> Draft:
         """Up to ``k`` tokens per row, continuing the tokens ``rows`` hold."""
 
-    def advance(self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor) -> None:
+    def advance(
+        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor
+    ) -> None:
         """The round ended at column ``old_end``; rows accepted (B,) drafts and moved by ``shift`` (B,)."""
 
 
-def model_logits(model: SpeculativeLM, rows: Rows, tokens: torch.Tensor, first: int, keep: int) -> torch.Tensor:
+def model_logits(
+    model: SpeculativeLM, rows: Rows, tokens: torch.Tensor, first: int, keep: int
+) -> torch.Tensor:
     """Logits (B, keep, V) of the last ``keep`` of ``tokens`` (B, t) placed at cache columns first ..."""
     stop = first + tokens.shape[1]
     layout = rows.layout
     out = model(
-        tokens, layout.mask(stop), layout.positions(first, stop), layout.slots(first, stop), logits_to_keep=keep
+        tokens,
+        layout.mask(stop),
+        layout.positions(first, stop),
+        layout.slots(first, stop),
+        logits_to_keep=keep,
     )
     if out.logits is None:
         raise GenerationError("the model returned no logits; generation needs a language-model head")
@@ -88,7 +96,9 @@ class ModelDrafter:
         lengths = torch.full((B,), k, dtype=torch.long, device=drafts.device)
         return Draft(drafts, lengths, torch.stack(probs, dim=1) if probs else None)
 
-    def advance(self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor) -> None:
+    def advance(
+        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor
+    ) -> None:
         """Keep what the draft computed for accepted tokens; rows move as the target's do."""
         if not bool(active.any()):
             return
@@ -112,5 +122,7 @@ class LookupDrafter:
         longest = int(lengths.max())
         return Draft(drafts[:, :longest], lengths)
 
-    def advance(self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor) -> None:
+    def advance(
+        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor
+    ) -> None:
         """Nothing to roll back."""

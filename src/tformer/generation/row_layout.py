@@ -50,7 +50,9 @@ class RowLayout:
         """(stop - first,) the cache slots (``input_pos``) of these columns."""
         return self._cols[first:stop]
 
-    def gather(self, history: torch.Tensor, history_start: torch.Tensor, first: int, stop: int) -> torch.Tensor:
+    def gather(
+        self, history: torch.Tensor, history_start: torch.Tensor, first: int, stop: int
+    ) -> torch.Tensor:
         """(B, stop - first) tokens at columns first .. stop - 1, read from each row's history.
 
         ``history`` (B, H) holds row i's tokens from column ``history_start[i]`` on; padding columns get

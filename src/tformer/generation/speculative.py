@@ -91,7 +91,9 @@ def check_speculative(
     """One-line errors for what speculative decoding does not support."""
     what = "speculative decoding (assistant_model / prompt_lookup_num_tokens)"
     if model.config.arch != "decoder":
-        raise GenerationError(f"{what} is not supported for {model.config.arch} models; use a decoder-only model")
+        raise GenerationError(
+            f"{what} is not supported for {model.config.arch} models; use a decoder-only model"
+        )
     if config.num_beams > 1:
         raise GenerationError(f"{what} is not supported with beam search; use num_beams=1")
     if not config.use_cache:
@@ -99,7 +101,9 @@ def check_speculative(
     if config.output_logits:
         raise GenerationError(f"output_logits is not supported with {what}")
     if stop and config.pad_token_id is None:
-        raise GenerationError(f"stop_strings with {what} need a pad_token_id (finished rows are padded with it)")
+        raise GenerationError(
+            f"stop_strings with {what} need a pad_token_id (finished rows are padded with it)"
+        )
     if not isinstance(model, SpeculativeLM):
         raise GenerationError(f"{what} needs a model whose caches can be rewound (rewind_caches)")
     draft = spec.assistant_model
@@ -211,15 +215,15 @@ class SpeculativeDecoder:
         E, B = layout.end, rows.history.shape[0]
         k = min(self.k, layout.columns - E, int(rows.remaining[rows.active].max()) - 1)
         draft = (
-            self.drafter.propose(rows, k, self.generator)
-            if k > 0
-            else Draft.empty(B, rows.history.device)
+            self.drafter.propose(rows, k, self.generator) if k > 0 else Draft.empty(B, rows.history.device)
         )
         K = draft.tokens.shape[1]
         chunk = torch.cat([rows.layout_tokens(E - 1, E), draft.tokens], dim=1)  # (B, K + 1)
         scores = rows.process(model_logits(self.model, rows, chunk, E - 1, K + 1), draft.tokens, first=0)
         if self.config.do_sample:
-            tokens, accepted = verify_sampled(scores, draft.tokens, draft.lengths, draft.probs, self.generator)
+            tokens, accepted = verify_sampled(
+                scores, draft.tokens, draft.lengths, draft.probs, self.generator
+            )
         else:
             tokens, accepted = verify_greedy(scores, draft.tokens, draft.lengths)
         was_active = rows.active.clone()

@@ -54,7 +54,9 @@ class Rows:
 
     def row_tokens(self, i: int) -> list[int]:
         """Row i's prompt and generated tokens, without padding."""
-        return self.history[i, int(self.history_start[i]) : self.prompt_width + int(self.generated[i])].tolist()
+        return self.history[
+            i, int(self.history_start[i]) : self.prompt_width + int(self.generated[i])
+        ].tolist()
 
     def with_drafts(self, drafts: torch.Tensor, filler: int) -> torch.Tensor:
         """(B, H + J): each row's tokens followed by its drafts (B, J); ``filler`` everywhere else."""

@@ -135,7 +135,9 @@ class RollingKVCache(KVCache):
         ring = self.window
         if shift is not None and bool(shift.any()):
             rows = shift.nonzero().flatten()
-            source = (torch.arange(ring, device=shift.device)[None, :] - shift[rows, None]) % ring  # (R, ring)
+            source = (
+                torch.arange(ring, device=shift.device)[None, :] - shift[rows, None]
+            ) % ring  # (R, ring)
             for buf in (self.k, self.v):
                 index = source[:, None, :, None].expand(-1, buf.shape[1], -1, buf.shape[3])
                 buf[rows] = buf[rows].gather(2, index)
