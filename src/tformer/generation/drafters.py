@@ -42,9 +42,10 @@ class Drafter(Protocol):
         """Up to ``k`` tokens per row, continuing the tokens ``rows`` hold."""
 
     def advance(
-        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor
+        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor | None, active: torch.Tensor
     ) -> None:
-        """The round ended at column ``old_end``; rows accepted (B,) drafts and moved by ``shift`` (B,)."""
+        """The round ended at column ``old_end``; rows accepted (B,) drafts and moved by ``shift`` (B,),
+        or None when no row moved."""
 
 
 def model_logits(
@@ -97,13 +98,15 @@ class ModelDrafter:
         return Draft(drafts, lengths, torch.stack(probs, dim=1) if probs else None)
 
     def advance(
-        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor
+        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor | None, active: torch.Tensor
     ) -> None:
         """Keep what the draft computed for accepted tokens; rows move as the target's do."""
         if not bool(active.any()):
             return
         # row i's cache is right up to old_end + accepted (its accepted drafts), and never past self.end
-        kept = torch.clamp(old_end + accepted, max=self.end) + shift
+        kept = torch.clamp(old_end + accepted, max=self.end)
+        if shift is not None:
+            kept = kept + shift
         self.end = max(0, int(kept[active].min()))  # rows with more are recomputed: same tokens, same keys
         self.model.rewind_caches(self.end, shift)
 
@@ -123,6 +126,6 @@ class LookupDrafter:
         return Draft(drafts[:, :longest], lengths)
 
     def advance(
-        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor, active: torch.Tensor
+        self, old_end: int, accepted: torch.Tensor, shift: torch.Tensor | None, active: torch.Tensor
     ) -> None:
         """Nothing to roll back."""

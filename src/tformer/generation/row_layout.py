@@ -29,6 +29,7 @@ class RowLayout:
         self.columns = T + max_new_tokens
         self.end = T
         self.start = T - prompt_mask.long().sum(1)  # (B,) first column of each row's tokens
+        self.padded = bool((self.start > 0).any())
         self._cols = torch.arange(self.columns, device=prompt_mask.device)
 
     @property
@@ -38,7 +39,7 @@ class RowLayout:
 
     def mask(self, stop: int) -> torch.Tensor | None:
         """(B, stop) attention mask of columns 0 .. stop - 1, or None when no row has padding."""
-        if not bool((self.start > 0).any()):
+        if not self.padded:
             return None
         return (self._cols[None, :stop] >= self.start[:, None]).long()
 
@@ -72,4 +73,5 @@ class RowLayout:
         new_start = torch.where(active, new_end - new_len, 0)
         shift = torch.where(active, new_start - self.start, 0)
         self.start, self.end = new_start, new_end
+        self.padded = bool((new_start > 0).any())
         return shift

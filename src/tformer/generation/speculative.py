@@ -230,7 +230,9 @@ class SpeculativeDecoder:
         gained = rows.append(tokens, accepted + 1)
         self.num_drafted += torch.where(was_active, draft.lengths, 0)
         self.num_accepted += torch.where(was_active, torch.minimum(accepted, gained), 0)
-        shift = layout.advance(gained, rows.active)
+        shift: torch.Tensor | None = layout.advance(gained, rows.active)
+        if not bool(shift.any()):
+            shift = None  # every active row moved as far as the longest: nothing to move in the caches
         if bool(rows.active.any()):
             self.model.rewind_caches(layout.end - 1, shift)  # all but each row's newest token
             self.drafter.advance(E, accepted, shift, rows.active)
