@@ -81,7 +81,15 @@ FULL = Setup(
     block=256,
     target=dict(d_model=512, n_layers=6, n_heads=8, d_ff=2048, dropout=0.2),
     draft=dict(d_model=256, n_layers=2, n_heads=4, d_ff=1024, dropout=0.1),
-    recipe=dict(batch_size=16, lr=6e-4, min_lr=6e-5, warmup_steps=50, eval_every=100, eval_batches=10),
+    recipe=dict(
+        batch_size=16,
+        lr=6e-4,
+        min_lr=6e-5,
+        warmup_steps=50,
+        eval_every=100,
+        eval_batches=10,
+        checkpoint_every=25,
+    ),
     prompts=4,
     prompt_len=64,
     new_tokens=128,
@@ -97,7 +105,9 @@ QUICK = Setup(
     block=64,
     target=dict(d_model=64, n_layers=2, n_heads=4, d_ff=256, dropout=0.0),
     draft=dict(d_model=32, n_layers=1, n_heads=2, d_ff=128, dropout=0.0),
-    recipe=dict(batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=5, eval_every=10, eval_batches=2),
+    recipe=dict(
+        batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=5, eval_every=10, eval_batches=2, checkpoint_every=5
+    ),
     prompts=2,
     prompt_len=16,
     new_tokens=16,
@@ -157,7 +167,6 @@ def trained(name: str, overrides: dict, steps: int, setup: Setup, tok, ids: np.n
     cfg = TrainConfig(
         block_size=setup.block,
         max_steps=steps,
-        checkpoint_every=25,
         num_threads=threads,
         device="cpu",
         seed=1234,
@@ -175,7 +184,7 @@ def trained(name: str, overrides: dict, steps: int, setup: Setup, tok, ids: np.n
     if (out / CHECKPOINT).is_file():
         trainer.restore()  # continue an interrupted run
     print(f"{name}: training {model.num_parameters() / 1e6:.1f}M parameters for {steps} steps into {out}")
-    metrics = trainer.fit()
+    metrics = trainer.fit() or trainer.evaluate()  # a run stopped after its last step: evaluate it here
     done.write_text(json.dumps({"val": metrics["loss"], "steps": steps}) + "\n")
     return trainer.model.eval()
 
@@ -398,7 +407,7 @@ def main() -> None:
     print(f"  draft model, greedy, best K ({k.k}): {greedy_best:.2f}x plain (target >= 1.8x)")
     print(f"  prompt lookup, grounded task, best N ({n.k}): {lookup_best:.2f}x plain (target >= 1.5x)")
     print(
-        f"  batch 4 keeps {100 * draft4 / greedy_best:.0f}% (draft model) and {100 * lookup4_best / lookup_best:.0f}% "
+        f"  batch {setup.prompts} keeps {100 * draft4 / greedy_best:.0f}% (draft model) and {100 * lookup4_best / lookup_best:.0f}% "
         "(prompt lookup) of the batch-1 speed-up (target >= 75%)"
     )
 

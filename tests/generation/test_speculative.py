@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import tformer
+from tests.generation.test_protocols import Wrapped  # a CausalLM without rewind_caches
 from tformer.generation import GenerationConfig, GenerationError
 from tformer.generation.speculative import SpeculativeConfig, SpeculativeDecoder
 from tformer.nn.kv_cache import KVCache, RollingKVCache
@@ -294,10 +295,12 @@ def test_bad_input_gets_one_line_errors(pairs):
             "one of constant",
         ),
         (target, {"assistant_model": drafts["close"], "use_cache": False}, "needs the key/value caches"),
+        (target, {"assistant_model": target}, "another model than the one generating"),
+        (Wrapped(target), {"prompt_lookup_num_tokens": 3}, "caches can be rewound"),
     ]
     for model, options, message in cases:
         with pytest.raises(GenerationError, match=message) as info:
-            model.generate(ids, attention_mask=mask, max_new_tokens=NEW, **options)
+            tformer.generation.generate(model, ids, attention_mask=mask, max_new_tokens=NEW, **options)
         assert "\n" not in str(info.value)
     right_padded = mask.flip(1)
     with pytest.raises(GenerationError, match="needs left padding"):

@@ -39,8 +39,10 @@ class CachedModel(Protocol):
         max_seq_len: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        window_slack: int = 0,
     ) -> None:
-        """Preallocate caches for ``batch_size`` rows of ``max_seq_len`` tokens."""
+        """Preallocate caches for ``batch_size`` rows of ``max_seq_len`` tokens (sliding-window ring buffers
+        with ``window_slack`` extra slots)."""
 
     def reset_caches(self) -> None:
         """Empty the caches, keeping their buffers."""
@@ -95,16 +97,6 @@ GenerativeLM = CausalLM | Seq2SeqLM
 @runtime_checkable
 class SpeculativeLM(CausalLM, Protocol):
     """A decoder-only LM whose caches can drop rejected tokens: what speculative decoding needs."""
-
-    def setup_caches(
-        self,
-        batch_size: int,
-        max_seq_len: int | None = None,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-        window_slack: int = 0,
-    ) -> None:
-        """As ``CachedModel.setup_caches``; ring buffers get ``window_slack`` extra slots."""
 
     def rewind_caches(self, end: int, shift: torch.Tensor | None = None) -> None:
         """Keep cache positions < ``end``; row b's entries move by ``shift[b]`` (B,) positions."""

@@ -109,6 +109,10 @@ def check_speculative(
     draft = spec.assistant_model
     if draft is None:
         return
+    if draft is model:
+        raise GenerationError(
+            "assistant_model must be another model than the one generating (each has caches)"
+        )
     if not isinstance(draft, SpeculativeLM) or draft.config.arch != "decoder":
         raise GenerationError("assistant_model must be a decoder-only language model with rewindable caches")
     if draft.config.vocab_size != model.config.vocab_size:
