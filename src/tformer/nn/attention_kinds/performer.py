@@ -54,6 +54,7 @@ class PerformerState(KVCache):
     """
 
     single_query_sees_all_keys = True
+    rewindable = False  # a running sum cannot drop rejected tokens (speculative decoding)
 
     def __init__(
         self,
@@ -67,6 +68,13 @@ class PerformerState(KVCache):
         self.register_buffer("kv", torch.zeros(batch_size, n_heads, nb_features, head_dim, device=device))
         self.register_buffer("z", torch.zeros(batch_size, n_heads, nb_features, device=device))
         self.next_pos = 0
+
+    def rewind(self, end: int, shift: torch.Tensor | None = None) -> None:
+        """A running sum cannot drop tokens: speculative decoding needs key/value caches."""
+        raise ValueError(
+            "speculative decoding is not supported with attention_kind='performer': its decoding state is a "
+            "running sum that cannot drop rejected tokens"
+        )
 
     def key_positions(self, input_pos: torch.Tensor) -> torch.Tensor:
         """The keys of a call are its own tokens; the earlier ones live in the state."""
