@@ -18,6 +18,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def read_prompt(args: argparse.Namespace) -> str:
+    """The prompt text: ``--prompt`` itself, or the UTF-8 contents of ``--prompt-file``."""
     if args.prompt_file is not None:
         path = Path(args.prompt_file)
         if not path.is_file():
@@ -57,6 +58,7 @@ def fit_prompt(ids: list[int], model, max_new_tokens: int, truncate: bool) -> li
 
 
 def generation_options(args: argparse.Namespace, model, tok) -> dict:
+    """``generate`` keyword arguments from the flags; EOS and pad ids from the model, else the tokenizer."""
     opts = dict(
         max_new_tokens=args.max_new_tokens,
         do_sample=args.do_sample,
@@ -79,11 +81,13 @@ def generation_options(args: argparse.Namespace, model, tok) -> dict:
 
 
 def write(text: str) -> None:
+    """Write to stdout at once (streamed tokens must show as they come)."""
     sys.stdout.write(text)
     sys.stdout.flush()
 
 
 def run(args: argparse.Namespace) -> int:
+    """Generate from ``--prompt`` and print the text (streamed, per returned sequence, or speculative)."""
     import torch
 
     import tformer
@@ -130,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` command with its sampling, beam, speculative and native-kernel options."""
     p = sub.add_parser(
         "generate",
         help="generate text from a model directory",

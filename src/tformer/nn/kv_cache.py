@@ -70,10 +70,12 @@ class KVCache(nn.Module):
             buf[rows, :, :span] = buf[rows, :, :span].gather(2, index)
 
     def reset(self) -> None:
+        """Zero the buffers before a new sequence."""
         self.k.zero_()
         self.v.zero_()
 
     def nbytes(self) -> int:
+        """Bytes held by the key and value buffers."""
         return self.k.numel() * self.k.element_size() * 2
 
 
@@ -103,6 +105,10 @@ class RollingKVCache(KVCache):
         )
 
     def key_positions(self, input_pos: torch.Tensor) -> torch.Tensor:
+        """(S,) positions of the keys ``update`` returns (-1: an empty slot).
+
+        One token: the ring's slots after its write. A chunk: the slots before it, then the chunk's positions.
+        """
         if input_pos.numel() == 1:
             pos = self.positions.clone()
             pos[input_pos % self.window] = input_pos
@@ -112,6 +118,12 @@ class RollingKVCache(KVCache):
     def update(
         self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, Hkv, T, D) into the ring and return the keys/values the queries attend over.
+
+        One token: the ring after the write, (B, Hkv, window, D). A chunk of T > 1 tokens: the ring before
+        the write followed by the chunk, (B, Hkv, window + T, D), so no chunk token evicts a key that an
+        earlier token of the chunk still sees. ``key_positions`` labels each returned key.
+        """
         if input_pos.numel() == 1:
             slot = input_pos % self.window
             self.k[:, :, slot], self.v[:, :, slot], self.positions[slot] = k, v, input_pos
@@ -146,6 +158,7 @@ class RollingKVCache(KVCache):
         self.positions.copy_(newest.masked_fill(newest < 0, -1))
 
     def reset(self) -> None:
+        """Zero the buffers and mark every slot empty."""
         super().reset()
         self.positions.fill_(-1)
 
@@ -159,8 +172,10 @@ class StaticKV(nn.Module):
         self.v: torch.Tensor | None = None
 
     def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search): row i becomes old row index[i]."""
         if self.k is not None:
             self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
 
     def reset(self) -> None:
+        """Forget the keys/values: the next input computes them again from its encoder output."""
         self.k = self.v = None

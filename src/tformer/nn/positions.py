@@ -21,6 +21,7 @@ class LearnedPositionalEmbedding(nn.Embedding):
         self.offset = offset
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, d_model)
+        """The embeddings of (B, T) position ids: (B, T, dim)."""
         return super().forward(position_ids + self.offset)
 
 
@@ -46,6 +47,7 @@ class SinusoidalPositionalEmbedding(nn.Module):
         self.register_buffer("table", sinusoidal_table(max_positions, dim), persistent=False)
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, d_model)
+        """The table rows of (B, T) position ids: (B, T, dim)."""
         return self.table[position_ids]
 
 

@@ -83,6 +83,7 @@ class PerformerState(KVCache):
     def update(
         self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check that ``input_pos`` continues the state's positions in order; return k, v unchanged."""
         start = int(input_pos[0])
         if start != self.next_pos or not torch.equal(
             input_pos, torch.arange(start, start + input_pos.numel(), device=input_pos.device)
@@ -95,15 +96,18 @@ class PerformerState(KVCache):
         return k, v
 
     def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows of the state (beam search): row i becomes old row index[i]."""
         self.kv.copy_(self.kv.index_select(0, index))
         self.z.copy_(self.z.index_select(0, index))
 
     def reset(self) -> None:
+        """Empty the state for a new sequence (positions start again at 0)."""
         self.kv.zero_()
         self.z.zero_()
         self.next_pos = 0
 
     def nbytes(self) -> int:
+        """Bytes held by the state (S and z): the same at every length."""
         return (self.kv.numel() + self.z.numel()) * self.kv.element_size()
 
 
@@ -142,6 +146,7 @@ class PerformerAttention(AttentionKind):
 
     @classmethod
     def from_params(cls, params: PerformerParams, *, head_dim: int, n_heads: int, **sizes: object):
+        """The kind for a layer with this head_dim and head count (the decoding state's shape)."""
         return cls(
             head_dim,
             n_heads,
