@@ -65,7 +65,7 @@ def outputs(model, ids, mask):
 @torch.no_grad()
 def randomize_adapters(model, std=0.1):
     for name, p in model.named_parameters():
-        if "lora_" in name or (p.requires_grad and "head" in name):
+        if "lora_" in name or (p.requires_grad and ("head" in name or "classifier" in name)):
             p.add_(torch.randn_like(p) * std)
 
 
@@ -157,3 +157,38 @@ def test_rank_pattern_from_peft(bases, tmp_path):
     assert ours.body.layers[0].attn.qkv_proj.scaling == {"q": 2.0, "v": 3.0}
     ids, mask = batch()
     assert_close_scaled(outputs(ours, ids, mask), outputs(theirs, ids, mask), mask)
+
+
+def test_vit_round_trip_both_ways(tmp_path):
+    """ViT adapters use transformers 5's in-memory layer names (``vit.layers.0.attention.q_proj``)."""
+    torch.manual_seed(0)
+    cfg = transformers.ViTConfig(
+        image_size=16,
+        patch_size=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        num_labels=5,
+    )
+    hf = transformers.ViTForImageClassification(cfg).eval()
+    perturb(hf)
+    hf.save_pretrained(tmp_path / "base")
+    pixels = torch.randn(2, 3, 16, 16)
+    ours = tformer.from_pretrained(tmp_path / "base")
+    add_lora(ours, LoraConfig(r=4, target_modules=["q", "v", "up"], modules_to_save=["head"]))
+    randomize_adapters(ours)
+    save_adapter(ours, tmp_path / "ours")
+    theirs = peft.PeftModel.from_pretrained(copy.deepcopy(hf), tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert_close_scaled(ours(pixels).logits, theirs(pixel_values=pixels).logits)
+
+    config = peft.LoraConfig(
+        r=4, target_modules=["q_proj", "fc2"], modules_to_save=["classifier"], init_lora_weights=False
+    )
+    theirs = peft.get_peft_model(copy.deepcopy(hf), config).eval()
+    randomize_adapters(theirs)
+    theirs.save_pretrained(tmp_path / "theirs")
+    ours = load_adapter(tformer.from_pretrained(tmp_path / "base"), tmp_path / "theirs")
+    with torch.no_grad():
+        assert_close_scaled(ours(pixels).logits, theirs(pixel_values=pixels).logits)

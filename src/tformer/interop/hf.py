@@ -23,6 +23,8 @@ ARCHITECTURES = {
     "BertForTokenClassification": "bert",
     "T5ForConditionalGeneration": "t5",
     "BartForConditionalGeneration": "bart",
+    "ViTModel": "vit",
+    "ViTForImageClassification": "vit",
 }
 
 

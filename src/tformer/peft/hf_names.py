@@ -123,18 +123,16 @@ def _bert(architecture: str) -> list[NameRule]:
 
 
 def _vit() -> list[NameRule]:
-    L, H = "body.layers.{i}.", "vit.encoder.layer.{i}."
+    """transformers 5's in-memory names, which PEFT uses (its files keep the older hub names)."""
+    L, H = "layers.{i}.", "vit.layers.{i}."
     return [
-        *(
-            NameRule(L + "attn.qkv_proj", H + f"attention.attention.{n}", part=p)
-            for p, n in zip("qkv", ("query", "key", "value"))
-        ),
-        NameRule(L + "attn.o_proj", H + "attention.output.dense"),
+        *(NameRule(L + "attn.qkv_proj", H + f"attention.{p}_proj", part=p) for p in "qkv"),
+        NameRule(L + "attn.o_proj", H + "attention.o_proj"),
         NameRule(L + "attn_norm", H + "layernorm_before"),
-        NameRule(L + "ffn.up", H + "intermediate.dense"),
-        NameRule(L + "ffn.down", H + "output.dense"),
+        NameRule(L + "ffn.up", H + "mlp.fc1"),
+        NameRule(L + "ffn.down", H + "mlp.fc2"),
         NameRule(L + "ffn_norm", H + "layernorm_after"),
-        NameRule("body.norm", "vit.layernorm"),
+        NameRule("norm", "vit.layernorm"),
         NameRule("head", "classifier"),
     ]
 
