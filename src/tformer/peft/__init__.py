@@ -8,12 +8,26 @@ save_adapter(model, "adapter/")      # loads in peft.PeftModel.from_pretrained f
 
 from tformer.peft.adapter import load_adapter, read_adapter, save_adapter
 from tformer.peft.config import LoraConfig
-from tformer.peft.lora import LoraLinear, add_lora, lora_layers, merge_lora, unload_lora, unmerge_lora
+from tformer.peft.finetune import count_trainable, describe_trainable, freeze, transfer_weights
+from tformer.peft.lora import (
+    LoraLinear,
+    add_lora,
+    lora_layers,
+    merge_lora,
+    merged_copy,
+    unload_lora,
+    unmerge_lora,
+)
 
 __all__ = [
     "LoraConfig",
     "LoraLinear",
     "add_lora",
+    "count_trainable",
+    "describe_trainable",
+    "freeze",
+    "transfer_weights",
+    "merged_copy",
     "load_adapter",
     "lora_layers",
     "merge_lora",

@@ -158,16 +158,16 @@ def _full_tensor_names(naming: Naming, name: str, model: nn.Module) -> list[tupl
 
 
 def _export_full_modules(model, naming: Naming, config: LoraConfig, tensors) -> list[str]:
-    """Parameters of ``modules_to_save``; returns their file names (for the config)."""
-    saved = []
+    """Parameters of ``modules_to_save``; returns the file's names of the layers holding them (for the config)."""
+    saved: list[str] = []
     for path in resolve_modules(model, config.modules_to_save):
         for pname, p in model.get_submodule(path).named_parameters():
-            for file_name, rows, transpose in _full_tensor_names(
-                naming, _unwrapped(f"{path}.{pname}"), model
-            ):
+            for file_name, rows, transpose in _full_tensor_names(naming, _unwrapped(f"{path}.{pname}"), model):
                 t = p if rows is None else p[rows]
                 tensors[PREFIX + file_name] = t.t() if transpose else t
-        saved.append(naming.layer(path, None)[0] if naming.layer(path, None) else path)
+                layer = file_name.rpartition(".")[0]
+                if layer not in saved:
+                    saved.append(layer)
     return saved
 
 

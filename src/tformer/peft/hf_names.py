@@ -148,3 +148,23 @@ def hf_names(architecture: str | None) -> HFNames | None:
     if architecture == "ViTForImageClassification":
         return HFNames(_vit())
     return None
+
+
+# Hugging Face classes of one family by tformer head: a model fine-tuned with a new head is that class
+_HEAD_CLASSES = {
+    "Bert": {
+        "none": "BertModel",
+        "mlm": "BertForMaskedLM",
+        "classification": "BertForSequenceClassification",
+        "token_classification": "BertForTokenClassification",
+    },
+    "ViT": {"none": "ViTModel", "classification": "ViTForImageClassification"},
+}
+
+
+def architecture_with_head(architecture: str, head: str) -> str:
+    """The Hugging Face class of ``architecture``'s family with ``head``: ("BertModel", "mlm") -> "BertForMaskedLM"."""
+    for family, classes in _HEAD_CLASSES.items():
+        if architecture.startswith(family) and head in classes:
+            return classes[head]
+    return architecture

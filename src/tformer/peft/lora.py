@@ -9,6 +9,7 @@ unmerging subtracts it again.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -239,6 +240,11 @@ def unload_lora(model: nn.Module, merge: bool = True) -> nn.Module:
     if hasattr(model, "lora_config"):
         del model.lora_config
     return model
+
+
+def merged_copy(model: nn.Module) -> nn.Module:
+    """A plain copy of ``model`` with its adapters merged in (the model itself is left as it is)."""
+    return unload_lora(copy.deepcopy(model), merge=True)
 
 
 def _require_lora(model: nn.Module) -> list[LoraLinear]:

@@ -8,6 +8,7 @@ fresh start and ``--resume`` share one path.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -18,11 +19,12 @@ from typing import Any
 import torch
 
 from tformer.config import ModelConfig
-from tformer.errors import ConfigError
+from tformer.errors import ConfigError, TformerError
 from tformer.presets import PRESETS, get_preset
 from tformer.training import distributed
 from tformer.training.checkpoint import load_checkpoint
 from tformer.training.config import TrainConfig
+from tformer.training.finetune import adapt, check_adaptation, fit_head, pretrained_config, start_from
 from tformer.training.overrides import split_overrides
 from tformer.training.tasks.base import Task
 from tformer.training.tasks.files import check_files, read_records, read_text
@@ -38,6 +40,7 @@ DEFAULT_PRESET = {
     "seq2seq": "transformer-tiny",
     "copy": "transformer-tiny",
     "reverse": "transformer-tiny",
+    "image-classify": "vit-tiny",
 }
 # files a run writes at the top of its directory (removed by --overwrite; cache/ is kept)
 _RUN_FILES = (
@@ -52,7 +55,7 @@ _RUN_FILES = (
     "vocab.txt",
     "tokenizer_config.json",
 )
-_RUN_DIRS = ("checkpoints", "best")
+_RUN_DIRS = ("checkpoints", "best", "adapter")
 _RECORD_FIELDS = {"seq2seq": ("source", "target"), "classify": ("text", "label")}
 
 
@@ -72,6 +75,11 @@ class RunSpec:
     device: str | None = None
     progress: bool = True
     log: Callable[[str], None] | None = None
+    # fine-tuning: the pretrained model to start from (loaded by the caller) and the directory it came from
+    init_model: Any = None
+    init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)
+    lora: str | None = None
 
 
 @dataclass
@@ -119,9 +127,25 @@ def clear_run(out: Path) -> None:
 
 # ---- configs ----------------------------------------------------------------------------------------
 def finalize_model_config(
-    cfg: ModelConfig, train: TrainConfig, tok: Any, labels: list[str] | None, explicit: dict[str, Any]
+    cfg: ModelConfig,
+    train: TrainConfig,
+    tok: Any,
+    labels: list[str] | None,
+    explicit: dict[str, Any],
+    pretrained: str | None = None,
 ) -> ModelConfig:
-    """Fit the preset to the task and tokenizer: arch check, vocabulary, special ids, task head."""
+    """Fit the preset (or the ``pretrained`` directory's model) to the task and tokenizer: arch check,
+    vocabulary, special ids, task head."""
+    if pretrained is not None and cfg.arch != train.arch:
+        raise ConfigError(
+            f"task {train.task!r} trains {_a(train.arch)} model but --init-from {pretrained} holds "
+            f"{_a(cfg.arch)} model ({cfg.extra.get('hf_architecture', 'tformer')}), which cannot take its head"
+        )
+    if pretrained is not None and tok.vocab_size != cfg.vocab_size:
+        raise ConfigError(
+            f"vocabulary mismatch: the tokenizer in {pretrained} has {tok.vocab_size} ids but its model has "
+            f"vocab_size={cfg.vocab_size}"
+        )
     if cfg.arch != train.arch:
         suggestion = DEFAULT_PRESET[train.task]
         raise ConfigError(
@@ -143,15 +167,12 @@ def finalize_model_config(
         changes["decoder_start_token_id"] = (
             tok.bos_token_id if tok.bos_token_id is not None else tok.pad_token_id
         )
+    cfg = cfg.replace(**changes)
     if train.task == "mlm":
-        changes["head"] = "mlm"
+        cfg = fit_head(cfg, "mlm")
     elif train.task == "classify":
-        changes.update(
-            head="classification",
-            num_labels=len(labels or []),
-            extra={**cfg.extra, "labels": list(labels or [])},
-        )
-    return cfg.replace(**changes)
+        cfg = fit_head(cfg, "classification", len(labels or []), labels)
+    return cfg
 
 
 def _a(arch: str) -> str:
@@ -199,6 +220,10 @@ def build_task(
     from tformer.training import tasks
 
     common = dict(batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, seed=cfg.seed)
+    if cfg.task == "image-classify":
+        from tformer.training.tasks.images import build_image_task
+
+        return build_image_task([str(p) for p in paths], cfg)
     if cfg.synthetic:
         return tasks.SyntheticTask(
             cfg.task, cfg.synthetic_symbols, cfg.synthetic_len, tok, eval_batches=cfg.eval_batches, **common
@@ -252,6 +277,16 @@ def build_task(
     )
 
 
+def pretrained_tokenizer(directory: str) -> Any:
+    """The tokenizer stored beside a pretrained model."""
+    from tformer.tokenizers import load_tokenizer
+
+    try:
+        return load_tokenizer(directory)
+    except (TformerError, FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"--init-from {directory} holds no tokenizer tformer can read ({e})") from None
+
+
 def split_examples_for(n: int, cfg: TrainConfig) -> tuple[list[int], list[int]]:
     from tformer.training.tasks.seq2seq import split_examples
 
@@ -272,6 +307,11 @@ def _new_train_config(spec: RunSpec, train_changes: dict[str, Any]) -> TrainConf
         train_changes["max_minutes"] = spec.minutes
     if spec.device is not None:
         train_changes["device"] = spec.device
+    for name in ("init_from", "lora"):
+        if getattr(spec, name) is not None:
+            train_changes[name] = getattr(spec, name)
+    if spec.freeze:
+        train_changes["freeze"] = list(spec.freeze)
     return TrainConfig(task=task, **train_changes)
 
 
@@ -281,31 +321,53 @@ def prepare_new_run(spec: RunSpec) -> None:
 
     model_changes, train_changes = split_overrides(spec.overrides)
     train = _new_train_config(spec, train_changes)
+    if spec.init_model is not None and spec.preset is not None:
+        raise ConfigError("--preset and --init-from both name a model; pass one")
     preset = spec.preset or DEFAULT_PRESET[train.task]
-    if preset not in PRESETS:
+    if spec.init_model is not None:
+        preset, base = None, pretrained_config(spec.init_model, spec.init_from, model_changes)
+    elif preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; available presets: {', '.join(sorted(PRESETS))}")
+    else:
+        base = get_preset(preset, **model_changes)
     check_out_dir(spec.out, resume=False, overwrite=spec.overwrite)
+    image_data = None
     if train.synthetic:
         if spec.data:
             raise ConfigError(f"the {train.task} task makes its own data; drop --data")
         paths, tok, labels = [], synthetic_tokenizer(train.synthetic_symbols), None
+    elif train.task == "image-classify":
+        from tformer.training.tasks.images import load_sources
+
+        paths, tok, labels, image_data = [Path(d) for d in spec.data], None, None, load_sources(spec.data)
     else:
         paths = check_files(spec.data)
         texts, records = read_inputs(train.task, paths)
-        tok = make_tokenizer(
-            train.tokenizer, train.task, texts, train.tokenizer_vocab_size, spec.out / CACHE_DIR
-        )
+        if spec.init_model is not None:
+            tok = pretrained_tokenizer(spec.init_from)
+        else:
+            tok = make_tokenizer(
+                train.tokenizer, train.task, texts, train.tokenizer_vocab_size, spec.out / CACHE_DIR
+            )
         labels = None
         if train.task == "classify":
             from tformer.training.tasks.classify import label_names
 
             labels = label_names([r[1] for r in records])
-    model_cfg = finalize_model_config(get_preset(preset, **model_changes), train, tok, labels, model_changes)
+    if image_data is not None:
+        from tformer.training.tasks.images import fit_image_config
+
+        model_cfg = fit_image_config(base, image_data, keep_size=spec.init_model is not None)
+        model_cfg = fit_head(model_cfg, "classification", model_cfg.num_labels, model_cfg.extra["labels"])
+    else:
+        model_cfg = finalize_model_config(base, train, tok, labels, model_changes, spec.init_from)
+    check_adaptation(model_cfg, train)
     train = resolve_block_size(train, model_cfg)
     if spec.overwrite and spec.out.exists():
         clear_run(spec.out)
     spec.out.mkdir(parents=True, exist_ok=True)
-    tok.save(spec.out)
+    if tok is not None:
+        tok.save(spec.out)
     info = {
         "format": "tformer-run",
         "version": 1,
@@ -356,12 +418,21 @@ def run_training(spec: RunSpec) -> RunResult:
             TrainConfig.from_dict(info["train_config"]),
             ModelConfig.from_dict(info["model_config"]),
         )
-    tok = load_tokenizer(spec.out)
-    check_vocab(tok, model_cfg, spec.out)
-    paths = [] if train.synthetic else check_files(spec.data if spec.resume and spec.data else info["data"])
+    images = train.task == "image-classify"
+    tok = None if images else load_tokenizer(spec.out)
+    if tok is not None:
+        check_vocab(tok, model_cfg, spec.out)
+    data = spec.data if spec.resume and spec.data else info["data"]
+    paths = [] if train.synthetic else [Path(d) for d in data] if images else check_files(data)
     task = _build_task_everywhere(train, tok, model_cfg, paths, spec.out / CACHE_DIR, dist)
     torch.manual_seed(train.seed)  # the same initial weights on every process
     model = build(model_cfg, init=not spec.resume)
+    log = spec.log or logging.getLogger("tformer.training").info
+    if spec.init_model is not None and not spec.resume:
+        start_from(model, spec.init_model, log if dist.is_main else lambda _: None)
+    trainable = adapt(model, train)
+    if dist.is_main and (train.lora or train.freeze or train.init_from):
+        log(trainable)
     trainer = Trainer(model, task, train, spec.out, tokenizer=tok, log=spec.log, progress=spec.progress)
     if spec.resume:
         trainer.restore()
