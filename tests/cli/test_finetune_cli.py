@@ -78,6 +78,15 @@ def test_lora_classifier_from_a_bert_directory_loads_in_peft(bert_dir, tmp_path,
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, theirs(input_ids=ids).logits, rtol=0, atol=1e-5)
 
+    # a LoRA run resumes with its adapters (the checkpoint holds them beside the frozen base)
+    assert train("--out", out, "--max-steps", 5, "--resume", sets=[]) == 0
+    ours = tformer.from_pretrained(out)
+    theirs = peft.PeftModel.from_pretrained(
+        transformers.BertForSequenceClassification.from_pretrained(bert_dir, num_labels=2), out / "adapter"
+    ).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, theirs(input_ids=ids).logits, rtol=0, atol=1e-5)
+
     # merge-lora gives the same model from the base directory and the adapter
     merged = tmp_path / "merged"
     base = tmp_path / "base"

@@ -79,3 +79,18 @@ def test_layerwise_groups_scale_lower_blocks_down():
     assert scale[id(params["body.embed.tok.weight"])] == 0.5**5
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert all(g["weight_decay"] in (0.0, 0.1) for g in groups)
+
+
+def test_the_optimizer_applies_layer_decay():
+    from tformer.training.config import TrainConfig
+    from tformer.training.optim import build_optimizer, set_lr
+
+    model = bert(head="classification", num_labels=2)
+    freeze(model, "embeddings")
+    opt = build_optimizer(model, TrainConfig(layer_lr_decay=0.5, fused_optimizer=False), torch.device("cpu"))
+    set_lr(opt, 1e-3)
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert rates[id(params["head.1.weight"])] == pytest.approx(1e-3)
+    assert rates[id(params["body.layers.0.ffn.up.weight"])] == pytest.approx(1e-3 * 0.5**4)
+    assert id(params["body.embed.tok.weight"]) not in rates  # frozen parameters are not optimised
