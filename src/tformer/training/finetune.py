@@ -25,10 +25,11 @@ _TASK_HEADS = ("classification", "token_classification")
 
 
 def lora_config(train: TrainConfig, model_cfg: ModelConfig) -> LoraConfig:
-    """The run's LoRA config; a classification head is trained in full unless the spec says otherwise."""
+    """The run's LoRA config; a classification head (and the pooler feeding it) is trained in full unless the
+    spec names other modules to save."""
     cfg = LoraConfig.parse(train.lora)
     if not cfg.modules_to_save and model_cfg.head in _TASK_HEADS:
-        cfg.modules_to_save = ["head"]
+        cfg.modules_to_save = ["head", "pooler"] if model_cfg.pooler else ["head"]
     return cfg
 
 
