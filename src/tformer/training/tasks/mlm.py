@@ -114,7 +114,9 @@ class MLMTask(Task):
         )
 
     @classmethod
-    def model_changes(cls, config: ModelConfig, records: Sequence[Record]) -> dict[str, Any]:
+    def model_changes(
+        cls, config: ModelConfig, records: Sequence[Record], pretrained: bool = False
+    ) -> dict[str, Any]:
         return {"head": "mlm"}
 
     def _batch(self, tokens: np.ndarray, gen: torch.Generator) -> Batch:
