@@ -10,7 +10,7 @@ from typing import Any
 
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
-from tformer.interop import bart, bert, gpt2, llama, longformer, mixtral, t5
+from tformer.interop import bart, bert, gpt2, llama, longformer, mixtral, t5, vit
 from tformer.interop.common import Converter
 
 # HF architecture name -> the converter of its family
@@ -27,6 +27,8 @@ CONVERTERS: dict[str, Converter] = {
     "BartForConditionalGeneration": bart.CONVERTER,
     "LongformerModel": longformer.CONVERTER,
     "LongformerForMaskedLM": longformer.CONVERTER,
+    "ViTModel": vit.CONVERTER,
+    "ViTForImageClassification": vit.CONVERTER,
 }
 
 

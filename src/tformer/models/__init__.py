@@ -12,12 +12,14 @@ from tformer.models.encoder import EncoderModel
 from tformer.models.encoder_decoder import EncoderDecoderLM
 from tformer.models.init import init_weights
 from tformer.models.outputs import ModelOutput
+from tformer.models.vit import ViTModel
 from tformer.presets import get_preset
 
 MODEL_CLASSES: dict[str, type[TransformerModel]] = {
     "decoder": DecoderLM,
     "encoder": EncoderModel,
     "encoder_decoder": EncoderDecoderLM,
+    "vit": ViTModel,
 }
 
 
@@ -39,4 +41,12 @@ def build(config: ModelConfig | str, init: bool = True, **overrides: Any) -> Tra
     return model
 
 
-__all__ = ["DecoderLM", "EncoderDecoderLM", "EncoderModel", "ModelOutput", "TransformerModel", "build"]
+__all__ = [
+    "DecoderLM",
+    "EncoderDecoderLM",
+    "EncoderModel",
+    "ModelOutput",
+    "TransformerModel",
+    "ViTModel",
+    "build",
+]
