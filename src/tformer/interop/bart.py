@@ -17,6 +17,7 @@ from tformer.interop.common import (
     Converter,
     Rule,
     Tensors,
+    Transform,
     activation_from_hf,
     drop_tied,
     fuse_encoder_decoder_attention,
@@ -103,7 +104,8 @@ RULES: list[Rule] = [
     (_S + r"fc2\.(weight|bias)", r"\1.layers.\2.ffn.down.\3", None),
     (_S + r"final_layer_norm\.(weight|bias)", r"\1.layers.\2.ffn_norm.\3", None),
     (r"lm_head\.weight", "lm_head.weight", None),
-    (r"final_logits_bias", "lm_head.bias", lambda t: t.reshape(-1)),  # (1, V) buffer -> (V,)
+    # a (1, V) buffer in the file, tformer's (V,) LM-head bias
+    (r"final_logits_bias", "lm_head.bias", Transform(lambda t: t.reshape(-1), lambda t: t.reshape(1, -1))),
 ]
 # fairseq version markers that old files carry (transformers ignores them too)
 IGNORE = [r"(encoder|decoder)\.version"]
