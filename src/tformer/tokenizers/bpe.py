@@ -26,7 +26,6 @@ from tformer.tokenizers.formats import (
     merges_from_lines,
     merges_to_lines,
     write_gpt2_files,
-    write_tformer_file,
 )
 from tformer.tokenizers.pretokenize import make_splitter, pattern_name, resolve_pattern
 
@@ -405,16 +404,17 @@ class ByteLevelBPETokenizer(Tokenizer):
         return self.vocab.get(token)
 
     # ---- files --------------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``tformer_tokenizer.json`` (tformer's versioned format) plus GPT-2's ``vocab.json``/``merges.txt``."""
-        fields = {
+    def config_fields(self) -> dict[str, Any]:
+        """The pattern, the byte-level vocabulary and the merges (``from_config`` reads them)."""
+        return {
             "pattern": pattern_name(self.pattern),
             "vocab": byte_vocab_to_json(self.vocab),
             "merges": merges_to_lines(self.merges),
         }
-        out = write_tformer_file(self, fields, directory)
-        write_gpt2_files(self.vocab, self.merges, self.special_tokens, out)
-        return out
+
+    def _save_extra_files(self, directory: Path) -> None:
+        """GPT-2's ``vocab.json`` / ``merges.txt`` beside tformer's file."""
+        write_gpt2_files(self.vocab, self.merges, self.special_tokens, directory)
 
 
 def train_bpe(
