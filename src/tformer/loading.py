@@ -2,7 +2,8 @@
 
 A directory holds ``config.json`` and weights. tformer's config.json has ``"format": "tformer"`` (see
 ``tformer.io``); one with ``"architectures"`` / ``"model_type"`` is converted by the family converter that
-``tformer.interop.hf.CONVERTERS`` names. This module decides which, builds the model and loads the weights.
+``tformer.interop.hf.CONVERTERS`` names. This module decides which, builds the model and loads the weights,
+and the generation defaults of a ``generation_config.json`` in either kind of directory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from tformer import io
 from tformer.config import ModelConfig
 from tformer.errors import CheckpointError, ConfigError
+from tformer.generation.hf_config import read_generation_config
 from tformer.interop import hf
 from tformer.models import TransformerModel, build
 
@@ -73,6 +75,9 @@ def from_pretrained(
         model = _load_hf(path, raw)
     else:
         raise _not_a_model_config(path)
+    defaults = read_generation_config(path)
+    if defaults is not None:
+        model.generation_config = defaults
     if dtype is not None or device is not None:
         model.to(device=device, dtype=dtype)
     if attn_impl is not None:

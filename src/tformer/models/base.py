@@ -24,10 +24,13 @@ class TransformerModel(nn.Module):
     """Base class of the three families."""
 
     config: ModelConfig
+    #: defaults of ``generate`` (Hugging Face's generation_config.json), under the caller's options
+    generation_config: generation.GenerationConfig
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.generation_config = generation.GenerationConfig()
 
     # --- structure -------------------------------------------------------------------------------
     def stacks(self) -> list[TransformerStack]:
