@@ -12,11 +12,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import tformer
+from tests.generation.helpers import bart, t5
 from tests.parity.helpers import (
     assert_close_scaled,
     hf_gpt2,
     hf_llama,
     hf_mistral,
+    hf_mixtral,
     perturb,
     right_padded_batch,
 )
@@ -38,23 +40,6 @@ PRESETS = {
 }
 
 
-def hf_mixtral():
-    cfg = transformers.MixtralConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_local_experts=3,
-        num_experts_per_tok=2,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        eos_token_id=2,
-    )
-    return transformers.MixtralForCausalLM(cfg)
-
-
 def hf_bert(arch: str):
     cfg = transformers.BertConfig(
         vocab_size=VOCAB,
@@ -68,53 +53,16 @@ def hf_bert(arch: str):
     return getattr(transformers, arch)(cfg)
 
 
-def hf_t5(v11: bool):
-    """T5 v1.0 (relu, tied, rescaled) or v1.1 (gated-gelu, untied LM head, a deeper decoder)."""
-    extra = (
-        dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False, num_decoder_layers=3) if v11 else {}
-    )
-    cfg = transformers.T5Config(
-        vocab_size=VOCAB,
-        d_model=32,
-        d_kv=8,
-        d_ff=48,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=16,
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
-        **extra,
-    )
-    return transformers.T5ForConditionalGeneration(cfg)
-
-
-def hf_bart():
-    cfg = transformers.BartConfig(
-        vocab_size=VOCAB,
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=48,
-        decoder_ffn_dim=48,
-        max_position_embeddings=64,
-        forced_eos_token_id=None,
-    )
-    return transformers.BartForConditionalGeneration(cfg)
-
-
 HF_MAKERS = {
     "GPT2LMHeadModel": partial(hf_gpt2, VOCAB),
     "LlamaForCausalLM": partial(hf_llama, VOCAB),
     "MistralForCausalLM": partial(hf_mistral, VOCAB, window=5),
-    "MixtralForCausalLM": hf_mixtral,
+    "MixtralForCausalLM": partial(hf_mixtral, VOCAB, experts=3),
     **{arch: partial(hf_bert, arch) for arch in BERT_ARCHS},
-    "T5ForConditionalGeneration": partial(hf_t5, v11=False),
-    "T5-v1.1": partial(hf_t5, v11=True),
-    "BartForConditionalGeneration": hf_bart,
+    "T5ForConditionalGeneration": t5,
+    # T5 v1.1: gated-GELU, its own LM head, a decoder deeper than the encoder
+    "T5-v1.1": partial(t5, feed_forward_proj="gated-gelu", tie_word_embeddings=False, num_decoder_layers=3),
+    "BartForConditionalGeneration": bart,
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import regex
 
 from tformer.errors import ConfigError, DataError
+from tformer.tokenizers.corpus import iter_lines
 from tformer.tokenizers.formats import tformer_document, write_tformer_file
 from tformer.tokenizers.hf_format import write_hf_files
 from tformer.tokenizers.stream import DecodeStream
@@ -142,6 +143,20 @@ class Tokenizer(ABC):
     @abstractmethod
     def config_fields(self) -> dict[str, Any]:
         """The fields of this tokenizer's type in tformer's tokenizer file (what ``from_config`` reads)."""
+
+    @classmethod
+    def train_from_files(
+        cls, paths: str | Path | Sequence[str | Path], *args: Any, errors: str = "strict", **kwargs: Any
+    ) -> Tokenizer:
+        """Train on UTF-8 text files, read line by line as HF ``tokenizers`` reads them: ``cls.train`` on
+        their lines, with its other arguments (``vocab_size``, ...).
+
+        Args:
+            paths: one file or several.
+            errors: ``"strict"`` (invalid UTF-8 is a DataError naming the file and byte offset),
+                ``"replace"`` or ``"ignore"``.
+        """
+        return cls.train(iter_lines(paths, errors=errors), *args, **kwargs)  # type: ignore[attr-defined]
 
     @classmethod
     @abstractmethod

@@ -17,7 +17,6 @@ from typing import Any
 from tformer.errors import ConfigError, DataError
 from tformer.tokenizers.base import Tokenizer, as_id_list, infer_roles
 from tformer.tokenizers.bpe_train import ProgressFn
-from tformer.tokenizers.corpus import iter_lines
 from tformer.tokenizers.formats import (
     read_vocab_txt,
     read_wordpiece_settings,
@@ -189,18 +188,6 @@ class WordPieceTokenizer(Tokenizer):
     def train(cls, data: Iterable[str] | str, vocab_size: int, **kwargs: Any) -> WordPieceTokenizer:
         """Learn a WordPiece vocabulary from texts: :func:`train_wordpiece`, whose options it takes."""
         return train_wordpiece(data, vocab_size, **kwargs)
-
-    @classmethod
-    def train_from_files(
-        cls,
-        paths: str | Path | Sequence[str | Path],
-        vocab_size: int,
-        *,
-        errors: str = "strict",
-        **kwargs: Any,
-    ) -> WordPieceTokenizer:
-        """Train on UTF-8 text files, line by line as HF ``tokenizers`` reads them (see :func:`train_wordpiece`)."""
-        return train_wordpiece(iter_lines(paths, errors=errors), vocab_size, **kwargs)
 
     @classmethod
     def from_vocab_file(cls, path: str | Path, **kwargs: Any) -> WordPieceTokenizer:
