@@ -63,7 +63,7 @@ def from_hf_dict(doc: dict[str, Any], source: str = FILE_NAME) -> GenerationConf
     Raises:
         GenerationError: an option tformer implements has an invalid value (the message names ``source``).
     """
-    known = set(GenerationConfig.option_names()) - _TFORMER_ONLY
+    known = set(GenerationConfig.option_names())  # tformer's own (seed) too: its directories use this file
     options: dict[str, Any] = {}
     for key, value in doc.items():
         if key in known:
