@@ -81,5 +81,5 @@ def test_component_without_equivalent_is_one_line(tmp_path, capsys):
 def test_model_without_tokenizer_and_no_tokenizer_flag(trained, tmp_path, capsys):
     d, _, _ = trained
     code, stdout, _ = run(capsys, "--model", str(d), "--out", str(tmp_path / "bare"), "--no-tokenizer")
-    assert code == 0 and "no tokenizer" in stdout
+    assert code == 0 and "without a tokenizer" in stdout
     assert not (tmp_path / "bare" / "tokenizer.json").exists()
