@@ -2,7 +2,12 @@
 
 A directory holds ``config.json`` and weights. tformer's config.json has ``"format": "tformer"`` (see
 ``tformer.io``); one with ``"architectures"`` / ``"model_type"`` is converted by the family converter that
-``tformer.interop.hf.CONVERTERS`` names. This module decides which, builds the model and loads the weights.
+``tformer.interop.hf.CONVERTERS`` names. This module decides which, builds the model and loads the weights,
+and the generation defaults of a ``generation_config.json`` in either kind of directory.
+
+Saving: ``save_pretrained(model, path, format="tformer" | "hf")``. The formats are a registry in
+``tformer.models.formats``; importing ``tformer.interop.export`` here registers ``"hf"``, so
+``model.save_pretrained(path, format="hf")`` works as soon as ``tformer`` is imported.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import torch
 from tformer import io
 from tformer.config import ModelConfig
 from tformer.errors import CheckpointError, ConfigError
-from tformer.interop import hf
+from tformer.generation.hf_config import read_generation_config
+from tformer.interop import export, hf
 from tformer.models import TransformerModel, build
 
 
@@ -73,6 +79,9 @@ def from_pretrained(
         model = _load_hf(path, raw)
     else:
         raise _not_a_model_config(path)
+    defaults = read_generation_config(path)
+    if defaults is not None:
+        model.generation_config = defaults
     if dtype is not None or device is not None:
         model.to(device=device, dtype=dtype)
     if attn_impl is not None:
@@ -80,6 +89,17 @@ def from_pretrained(
     return model.eval()
 
 
-def save_pretrained(model: TransformerModel, path: str | Path) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into directory ``path``, each atomically."""
-    model.save_pretrained(path)
+def save_pretrained(
+    model: TransformerModel, path: str | Path, format: str = "tformer", **options: Any
+) -> None:
+    """Write ``model`` into directory ``path`` in ``format``.
+
+    ``"tformer"``: config.json and model.safetensors, each atomically (and generation_config.json when the
+    model has generation defaults; ``tokenizer=`` saves its files too). ``"hf"``: a directory that
+    ``transformers`` loads (:func:`tformer.interop.export.save_hf`: ``tokenizer=``, ``overwrite=``,
+    ``architecture=``).
+    """
+    if format == "hf":
+        export.save_hf(model, path, **options)
+    else:
+        model.save_pretrained(path, format=format, **options)

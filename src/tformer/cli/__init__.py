@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "train",
     "eval",
     "generate",
+    "export",
     "attention",
     "data",
     "demo",
