@@ -56,19 +56,20 @@ def default_attention_mask(input_ids: torch.Tensor, cfg: GenerationConfig) -> to
     return torch.ones_like(input_ids)
 
 
-def check_context(model: CachedModel, prompt_len: int, new_tokens: int, what: str) -> None:
-    """Positions the model cannot represent are a clear error, not silent garbage."""
+def check_context(model: CachedModel, prompt_len: int, new_tokens: int, what: str, crop: str = "") -> None:
+    """Positions the model cannot represent are a clear error, not silent garbage (``crop``: how to crop,
+    named in the message where cropping applies)."""
     cfg = model.config
     limit = cfg.max_seq_len
     if prompt_len > limit:
         raise GenerationError(
             f"the {what} has {prompt_len} tokens, longer than the model's context of {limit}; "
-            "shorten or truncate it"
+            f"shorten or truncate it{crop}"
         )
     if cfg.position in ("learned", "sinusoidal") and prompt_len + new_tokens > limit:
         raise GenerationError(
             f"the {what} ({prompt_len} tokens) + max_new_tokens={new_tokens} exceeds the model's context of "
-            f"{limit} tokens; lower max_new_tokens or shorten the {what}"
+            f"{limit} tokens; lower max_new_tokens or shorten the {what}{crop}"
         )
 
 
@@ -90,7 +91,8 @@ def prepare_decoder_only(
     if attention_mask is None:
         attention_mask = default_attention_mask(input_ids, cfg)
     B, T = input_ids.shape
-    check_context(model, T, cfg.max_new_tokens, "prompt")
+    if not cfg.crop_context:  # cropped, every step sees at most the context's last max_seq_len tokens
+        check_context(model, T, cfg.max_new_tokens, "prompt", crop=", or pass crop_context=True")
     expand = max(cfg.num_beams, cfg.num_return_sequences if cfg.do_sample else 1)
     input_ids, attention_mask = (
         input_ids.repeat_interleave(expand, 0),
@@ -109,6 +111,8 @@ def prepare_encoder_decoder(
     """Encode the source once; decoder tokens start with the decoder start token."""
     if input_ids.shape[1] == 0:
         raise GenerationError("empty source: an encoder-decoder model needs at least one input token")
+    if cfg.crop_context:
+        raise GenerationError("crop_context applies to decoder-only models; an encoder-decoder cannot use it")
     if attention_mask is None:
         attention_mask = default_attention_mask(input_ids, cfg)
     check_context(model, input_ids.shape[1], 0, "input")
@@ -178,7 +182,8 @@ def stream_generate(
             decoder = cast(CausalLM, model)
             tokens, T, runner, ignore_before = prepare_decoder_only(decoder, input_ids, attention_mask, cfg)
     generator = make_generator(cfg.seed, tokens.device)
-    ctx = DecodeContext(tokens, T, cfg, cfg.use_cache, ignore_before, stop, generator)
+    window = model.config.max_seq_len if cfg.crop_context else None
+    ctx = DecodeContext(tokens, T, cfg, cfg.use_cache, ignore_before, stop, generator, window=window)
     return TokenStream(_steps(model, runner, ctx))
 
 
@@ -188,7 +193,7 @@ def _steps(
     """The generation itself, as a generator whose return value is the ``GenerateOutput``."""
     cfg, tokens, T = ctx.config, ctx.tokens, ctx.prompt_len
     if cfg.use_cache:
-        model.setup_caches(tokens.shape[0], tokens.shape[1])
+        model.setup_caches(tokens.shape[0], min(tokens.shape[1], ctx.window or tokens.shape[1]))
     try:
         if cfg.num_beams > 1:
             sequences, scores = beam_search(runner, model, ctx, batch_size=tokens.shape[0] // cfg.num_beams)
@@ -227,7 +232,10 @@ def generate(
             top_k=None (no top-k), top_p=None, num_beams=1, length_penalty=1.0, early_stopping=False
             (True / False / "never"), num_return_sequences=1, repetition_penalty=1.0, eos_token_id,
             pad_token_id, decoder_start_token_id (default from the model config), stop_strings,
-            seed (a private RNG; None uses torch's global one), use_cache=True, output_logits=False.
+            seed (a private RNG; None uses torch's global one), use_cache=True, output_logits=False,
+            crop_context=False (decoder-only: once prompt + new tokens fill the context, condition each
+            next token on the last ``max_seq_len`` tokens at positions 0.., as nanoGPT's sampler crops to
+            its block; with caches that window is prefilled again at every such step).
 
     Returns:
         (B * num_return_sequences, length) token ids, or a ``GenerateOutput`` when ``return_dict``.

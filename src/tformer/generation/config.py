@@ -6,6 +6,7 @@ back to the first EOS id; encoder-decoder models start decoding from ``decoder_s
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -40,6 +41,8 @@ class GenerationConfig:
     seed: int | None = None
     use_cache: bool = True
     output_logits: bool = False  # keep each step's raw next-token logits (GenerateOutput.logits)
+    # decoder-only: past the context, condition each token on the last max_seq_len tokens (nanoGPT's crop)
+    crop_context: bool = False
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> GenerationConfig:
@@ -54,6 +57,28 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        self.warn_unused()
+
+    def warn_unused(self) -> None:
+        """Warn (as Hugging Face does) about sampling settings that greedy decoding or beam search ignore."""
+        if self.do_sample:
+            return
+        unused = [
+            f"{name}={value}"
+            for name, value, default in (
+                ("temperature", self.temperature, 1.0),
+                ("top_k", self.top_k, None),
+                ("top_p", self.top_p, None),
+            )
+            if value != default
+        ]
+        if unused:
+            warnings.warn(
+                f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} ignored: "
+                "only sampling uses it (do_sample=True)",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def validate(self) -> None:
         """Raise GenerationError for settings Hugging Face would reject or silently misuse."""
@@ -71,7 +96,7 @@ class GenerationConfig:
         if self.do_sample:
             if not self.temperature > 0:
                 raise GenerationError(
-                    f"temperature must be > 0 when sampling, got {self.temperature}; use do_sample=False for greedy"
+                    f"temperature must be > 0 when sampling, got {self.temperature}; for greedy decoding: do_sample=False"
                 )
             if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
                 raise GenerationError(
