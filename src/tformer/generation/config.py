@@ -74,8 +74,8 @@ class GenerationConfig:
         ]
         if unused:
             warnings.warn(
-                f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} ignored: "
-                "only sampling uses it (do_sample=True)",
+                f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} ignored: only sampling uses "
+                f"{'it' if len(unused) == 1 else 'them'} (do_sample=True)",
                 UserWarning,
                 stacklevel=2,
             )

@@ -271,8 +271,8 @@ def _check_same_data(spec: RunSpec, info: dict[str, Any], paths: list[Path]) -> 
             f"cannot resume on other data: {change}; a resumed run would silently train on both; "
             "pass --allow-data-change to resume on it anyway"
         )
+    _say(spec, f"resuming on other data (--allow-data-change): {change}")
     if distributed.env_info().is_main:
-        _say(spec, f"resuming on other data (--allow-data-change): {change}")
         updated = {**info, "data": [f["path"] for f in current], "data_fingerprint": current}
         atomic_write(
             spec.out / RUN_FILE, lambda tmp: Path(tmp).write_text(json.dumps(updated, indent=2) + "\n")
@@ -280,7 +280,9 @@ def _check_same_data(spec: RunSpec, info: dict[str, Any], paths: list[Path]) -> 
 
 
 def _say(spec: RunSpec, message: str) -> None:
-    (spec.log or logger.info)(message)
+    """One line to the user (rank 0 only)."""
+    if distributed.env_info().is_main:
+        (spec.log or logger.info)(message)
 
 
 def resume_checkpoint(
@@ -363,12 +365,9 @@ def _start(spec: RunSpec, dist: distributed.DistInfo) -> Trainer:
     """Everything before the first step, under the run's lock: checks, the new run's files, the data,
     the model and, when resuming, its checkpoint."""
     distributed.barrier(dist)  # every process checks before rank 0 writes anything
-    if dist.is_main:
-        stale = remove_stale_temporaries(spec.out)
-        if stale:
-            _say(
-                spec, f"removed {len(stale)} temporary file(s) left by an interrupted write (e.g. {stale[0]})"
-            )
+    stale = remove_stale_temporaries(spec.out) if dist.is_main else []
+    if stale:
+        _say(spec, f"removed {len(stale)} temporary file(s) left by an interrupted write (e.g. {stale[0]})")
     if spec.make_data is not None and not spec.data:
         spec.data = spec.make_data(spec.out)
     if not spec.resume and dist.is_main:
