@@ -17,3 +17,7 @@ class CheckpointError(TformerError, ValueError):
 
 class DataError(TformerError, ValueError):
     """Empty, missing, or undecodable input data."""
+
+
+class InputError(TformerError, ValueError):
+    """Model inputs the model cannot represent: token ids outside its vocabulary, positions past its context."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from tformer._version import __version__
 from tformer.config import ModelConfig
-from tformer.errors import CheckpointError
+from tformer.errors import CheckpointError, ConfigError
 
 FORMAT = "tformer"
 FORMAT_VERSION = 1
@@ -81,29 +82,71 @@ def write_model_dir(path: str | Path, config: ModelConfig, tensors: dict[str, to
     atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file; a one-line CheckpointError naming it when it is empty,
+    truncated or not safetensors at all (safetensors' own error is a bare ``SafetensorError``)."""
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes); the file is incomplete: copy or save it again")
+    try:
+        return load_file(path)
+    except Exception as e:  # SafetensorError (truncated header or data), OSError
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({_first_line(e)}); it may be truncated: "
+            "copy or save it again"
+        ) from None
+
+
+def read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A ``pytorch_model.bin``, read with ``weights_only=True``: a CheckpointError for pickled code
+    (refused, never run) or for a file that is damaged."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refuses arbitrary objects
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a plain tensor file ({_first_line(e)})"
+        ) from None
+    except Exception as e:  # a truncated zip archive, an empty file, ...
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch weights file ({_first_line(e)}); it may be truncated"
+        ) from None
+
+
+def shard_names(index: Path) -> list[str]:
+    """The shard files a ``model.safetensors.index.json`` names, checked to be a valid index."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{index} is not valid JSON ({e})") from None
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f'{index} is not a sharded-weights index (no "weight_map" object)') from None
+    for name in shards:
+        if not isinstance(name, str) or not (index.parent / name).is_file():
+            raise CheckpointError(f"{index} names shard {name!r}, which is not in {index.parent}")
+    return shards
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a directory: model.safetensors, a sharded safetensors index, or pytorch_model.bin."""
-    single, index, pickle = (
+    single, index, bin_file = (
         path / WEIGHTS_NAME,
         path / "model.safetensors.index.json",
         path / "pytorch_model.bin",
     )
     if single.is_file():
-        return load_file(single)
+        return read_safetensors(single)
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         out: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            out.update(load_file(path / shard))
+        for shard in shard_names(index):
+            out.update(read_safetensors(path / shard))
         return out
-    if pickle.is_file():
-        try:
-            return torch.load(pickle, map_location="cpu", weights_only=True)
-        except Exception as e:  # weights_only refuses arbitrary objects
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(
-                f"refusing to load {pickle}: it is not a plain tensor file ({first})"
-            ) from None
+    if bin_file.is_file():
+        return read_torch_weights(bin_file)
     raise CheckpointError(
         f"no weights in {path}: expected {WEIGHTS_NAME}, model.safetensors.index.json or pytorch_model.bin"
     )
@@ -140,9 +183,14 @@ def read_config(path: Path) -> dict[str, Any]:
     if not cfg_path.is_file():
         raise CheckpointError(f"{path} has no {CONFIG_NAME}; is it a model directory?")
     try:
-        return json.loads(cfg_path.read_text())
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{cfg_path} is not a model config (a JSON {type(raw).__name__}, not an object)"
+        )
+    return raw
 
 
 def is_tformer_config(raw: dict[str, Any]) -> bool:
@@ -156,4 +204,9 @@ def tformer_config(raw: dict[str, Any], path: Path) -> ModelConfig:
         raise CheckpointError(
             f"{path} was written by a newer tformer (format {raw['format_version']}); upgrade"
         )
-    return ModelConfig.from_dict(raw["model"])
+    if not isinstance(raw.get("model"), dict):
+        raise CheckpointError(f'{path / CONFIG_NAME} has no "model" settings; save the model again')
+    try:
+        return ModelConfig.from_dict(raw["model"])
+    except ConfigError as e:
+        raise ConfigError(f"{path / CONFIG_NAME}: {e}") from None

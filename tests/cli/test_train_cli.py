@@ -306,4 +306,6 @@ def test_demo_trains_and_prints_a_sample(tmp_path, capsys):
     assert sample.startswith("The ")
     assert len(sample) >= 100
     assert json.loads((out / "run.json").read_text())["task"] == "clm"
-    assert main(argv) == 0  # a second demo replaces the first
+    assert main(argv) == 2  # a second demo does not replace the first silently (tformer train's policy)
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0

@@ -112,8 +112,8 @@ def test_prompt_file_and_beams(dirs, capsys, tmp_path):
     "args, message",
     [
         (["--do-sample", "--temperature", "0"], "temperature must be > 0"),
-        (["--do-sample", "--top-p", "1.5"], "top_p must be in (0, 1]"),
-        (["--num-beams", "0"], "num_beams must be an integer >= 1"),
+        (["--do-sample", "--top-p", "1.5"], "--top-p must be in (0, 1]"),  # the CLI names its flags
+        (["--num-beams", "0"], "--num-beams must be an integer >= 1"),
         (["--prompt-file", "/nonexistent/prompt.txt"], "prompt file"),
     ],
 )

@@ -5,7 +5,14 @@ import torch
 
 import tformer
 from tformer.training.config import TrainConfig
-from tformer.training.optim import build_optimizer, cosine_lr, lr_at, noam_lr, param_groups
+from tformer.training.optim import (
+    build_optimizer,
+    cosine_lr,
+    lr_at,
+    noam_lr,
+    param_groups,
+    schedules_agree_until,
+)
 
 
 def _names(model, params):
@@ -64,6 +71,19 @@ def test_constant_schedule_and_horizon():
     cfg = TrainConfig(lr=1e-3, min_lr=0.0, warmup_steps=0, max_steps=10, decay_steps=20)
     assert lr_at(10, cfg, 64) == pytest.approx(0.5e-3)  # the horizon, not max_steps, sets the decay
     assert math.isclose(lr_at(20, cfg, 64), 0.0, abs_tol=1e-12)
+
+
+def test_where_schedules_of_two_lengths_part():
+    """A cosine horizon that follows max_steps makes two lengths agree only through warm-up; an explicit
+    horizon, the constant and the noam schedules do not depend on the length."""
+    short, long = TrainConfig(max_steps=60, warmup_steps=10), TrainConfig(max_steps=120, warmup_steps=10)
+    assert schedules_agree_until(short, long, 64, 60) == 10
+    assert schedules_agree_until(short, long, 64, 8) == 8
+    pinned = long.replace(decay_steps=60)
+    assert schedules_agree_until(short, pinned, 64, 60) == 60
+    for schedule in ("constant", "noam"):
+        a, b = short.replace(schedule=schedule), long.replace(schedule=schedule)
+        assert schedules_agree_until(a, b, 64, 60) == 60
 
 
 def test_optimizer_is_adamw_with_configured_betas_and_eps():

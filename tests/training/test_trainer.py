@@ -1,7 +1,6 @@
 """The training loop through its Python API: resume equality, the non-finite guard, exactness knobs."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -157,25 +156,47 @@ def test_time_budget_fixes_max_steps(tmp_path):
     assert result.step == saved["max_steps"]
 
 
+class FakeClock:
+    """A clock that only moves when told: step times are exact, whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_time_budget_recovers_from_a_slow_start(tmp_path):
     """Steps that are slow at first (a busy machine) do not fix a short run: the estimate is re-made
-    until half the time is spent, then frozen."""
+    until half the time is spent, then frozen. Time is a fake clock: steps 1-6 take 0.1 s, later 0.02 s."""
+    clock = FakeClock()
     trainer = _tiny_trainer(tmp_path, max_steps=100000, eval_every=100000, max_minutes=0.05)  # 3 s
+    trainer.clock = clock
     real_step = trainer.train_step
+    fixed_at = []
+    real_fix = trainer._fix_budget
 
     def slow_start(step):
-        if step <= 6:
-            time.sleep(0.1)
+        clock.now += 0.1 if step <= 6 else 0.02
         return real_step(step)
 
-    trainer.train_step = slow_start
-    start = time.perf_counter()
+    def fix_budget(step, train_s, other_s, final):
+        real_fix(step, train_s, other_s, final)
+        fixed_at.append((step, final, trainer.cfg.max_steps))
+
+    trainer.train_step, trainer._fix_budget = slow_start, fix_budget
     trainer.fit()
-    wall = time.perf_counter() - start
-    # the first estimate (0.1 s/step) alone would have allowed about 30 steps in 3 s
-    assert trainer.state.step > 45
+    # the first estimate (0.1 s/step) alone would have allowed about 30 steps in 3 s; the run fills the
+    # budget at 0.02 s/step instead: 6 slow steps (0.6 s) + up to 120 fast ones (2.4 s)
+    step, final, steps = fixed_at[0]
+    assert (step, final) == (6, False) and steps < 40  # provisional: a short run at first
+    # re-made every 5 steps (the median of the last 10 step times) until half the time (1.5 s = 6 slow +
+    # 45 fast steps) is spent, then frozen
+    assert [f[0] for f in fixed_at] == list(range(6, 52, 5))
+    assert [f[1] for f in fixed_at] == [False] * 9 + [True]
+    assert fixed_at[-1][2] == trainer.state.step == 125  # 6 + 119 steps: 0.6 + 2.38 s
     assert trainer.cfg.max_minutes is None and trainer.cfg.max_steps == trainer.state.step
-    assert 2.0 < wall < 20.0  # the budget, plus the final evaluation, checkpoint and plot
+    assert 3.0 - 0.02 * 2 <= trainer.state.elapsed <= 3.0 + 1e-9  # the budget, to a step or two
 
 
 def _moe_trainer(tmp_path, coef):

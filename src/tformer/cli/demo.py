@@ -2,12 +2,15 @@
 
 With no ``--data`` it trains on text every Python installation ships offline: the English reference
 documentation in ``pydoc_data/topics.py`` (the text behind ``help('if')``), so nothing third-party
-lives in this repository. It is ``tformer train --task clm`` with the recipe below plus a sample at the end.
+lives in this repository. It is ``tformer train --task clm`` with the recipe below plus a sample at the end,
+and it treats ``--out`` (default ``runs/demo``) as ``tformer train`` does: a directory that holds a run is
+refused unless ``--resume`` continues it or ``--overwrite`` replaces it.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -43,12 +46,13 @@ def pydoc_corpus() -> str:
 
 
 def corpus_file(out: Path) -> Path:
-    """Write the pydoc corpus under ``out/cache`` once and return its path."""
+    """Write the pydoc corpus under ``out/cache`` once (atomically) and return its path."""
+    from tformer.io import atomic_write
+
     path = out / "cache" / "pydoc_topics.txt"
     text = pydoc_corpus()
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path
 
 
@@ -84,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
     """Train the demo GPT (or resume it), then print a sample; after Ctrl-C, one of the model saved then."""
     from tformer.cli.train import setup_logging
     from tformer.training.launch import RunSpec, run_training
-    from tformer.training.rundir import RUN_FILE
+    from tformer.training.trainer import TrainingInterrupted
 
     out = Path(args.out)
     setup_logging()
-    data = args.data or [str(corpus_file(out))]
     source = ", ".join(args.data) if args.data else "Python's offline reference docs (pydoc_data/topics.py)"
+    if args.resume:
+        source = f"the data of the run in {out}" if not args.data else source
     minutes = None if args.max_steps else (args.minutes or DEFAULT_MINUTES)
     budget = f"{args.max_steps} steps" if args.max_steps else f"about {minutes:g} minutes"
     print(
@@ -97,15 +102,17 @@ def run(args: argparse.Namespace) -> int:
         "Ctrl-C stops early and still prints a sample.",
         file=sys.stderr,
     )
-    overwrite = not args.resume and (out / RUN_FILE).is_file()  # the demo replaces its own previous run
     spec = RunSpec(
         out=out,
         task="clm",
         preset=DEMO_PRESET,
-        data=data,
-        overrides=DEMO_RECIPE + args.overrides,
+        data=args.data or [],
+        # the corpus is written once the run directory is locked; a resumed run reads what it recorded
+        make_data=None if args.resume else (lambda run_dir: [str(corpus_file(run_dir))]),
+        overrides=args.overrides if args.resume else DEMO_RECIPE + args.overrides,  # a run keeps its model
         resume=args.resume,
-        overwrite=overwrite or args.overwrite,
+        overwrite=args.overwrite,  # as `tformer train`: an existing run is never replaced silently
+        allow_data_change=args.allow_data_change,
         max_steps=args.max_steps,
         minutes=minutes,
         device=args.device,
@@ -116,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         model, tok = result.model, result.tokenizer
         summary = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
         print(f"trained {result.step} steps ({summary}); model and tokenizer in {out}", file=sys.stderr)
-    except KeyboardInterrupt:
+    except TrainingInterrupted as stop:  # Ctrl-C after a checkpoint: sample from it; SIGTERM: just stop
+        if stop.signum != signal.SIGINT:
+            raise
         import tformer
 
         model, tok = tformer.from_pretrained(out), tformer.load_tokenizer(out)

@@ -35,7 +35,7 @@ def load_tokenizer_for(model_dir: str, tokenizer_dir: str | None):
     try:
         return load_tokenizer(where)
     except ConfigError as e:
-        if tokenizer_dir is None:
+        if tokenizer_dir is None and str(e).startswith("no tokenizer"):  # not a damaged one: none at all
             raise ConfigError(
                 f"model directory {model_dir} has no tokenizer ({e}); pass --tokenizer DIR"
             ) from None
@@ -71,6 +71,7 @@ def generation_options(args: argparse.Namespace, model, tok) -> dict:
         length_penalty=args.length_penalty,
         seed=args.seed,
         use_cache=not args.no_cache,
+        crop_context=args.crop_context,
     )
     cfg = model.config
     opts["eos_token_id"] = cfg.eos_token_id if cfg.eos_token_id is not None else tok.eos_token_id
@@ -108,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--stream shows one sequence; drop --num-return-sequences")
     with native_kernels(model, enabled=args.native_kernels):
         if args.stream and not spec:
-            write(echo)
-            for piece in stream_text(model, tok, input_ids, **opts):
+            pieces = stream_text(model, tok, input_ids, **opts)
+            first = next(pieces, "")  # the checks run before anything is printed
+            write(echo + first)
+            for piece in pieces:
                 write(piece)
             write("\n")
             return 0
@@ -164,6 +167,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--truncate",
         action="store_true",
         help="cut a prompt that does not fit the context instead of failing",
+    )
+    p.add_argument(
+        "--crop-context",
+        action="store_true",
+        help="run past the model's context: each new token sees only the last max_seq_len tokens (nanoGPT)",
     )
     p.add_argument("--no-echo", action="store_true", help="print only the generated text, not the prompt")
     p.add_argument("--no-cache", action="store_true", help="recompute everything each step (slow; reference)")

@@ -5,6 +5,13 @@ tformer train --out runs/a --max-steps 120 --resume
 tformer train --init-from bert-dir --task classify --data reviews.csv --out runs/b --lora r=8,alpha=16,targets=q,v
 tformer train --preset vit-tiny --task image-classify --data digits --out runs/c
 torchrun --nproc_per_node 2 -m tformer.cli train ...      # data-parallel
+
+A run directory belongs to one process at a time (a second one is refused, naming the first). Ctrl-C or
+SIGTERM (schedulers, containers, `timeout`) finishes the current step, saves a checkpoint and exits with
+130 or 143 (128 + the signal, as if killed by it, so that scripts do not mistake it for a finished run);
+`--resume` continues it exactly. `--resume` with a new `--max-steps` gives the run the learning-rate schedule
+of a run of the new length: the cosine decay after warm-up is re-run from the end of warm-up, so the result
+equals an uninterrupted run of that length (`--set decay_steps=OLD` keeps the old schedule instead).
 """
 
 from __future__ import annotations
@@ -49,7 +56,18 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps from the start of the run")
+    p.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: continue on --data that differs from the data the run was trained on",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="optimizer steps from the start of the run; with --resume, a new length gets the schedule of "
+        "a run of that length (steps after warm-up are re-run)",
+    )
     p.add_argument("--minutes", type=float, default=None, help="fit a new run into this wall time")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -82,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         resume=args.resume,
         overwrite=args.overwrite,
+        allow_data_change=args.allow_data_change,
         max_steps=args.max_steps,
         minutes=args.minutes,
         device=args.device,

@@ -75,19 +75,20 @@ def default_attention_mask(input_ids: torch.Tensor, cfg: GenerationConfig) -> to
     return torch.ones_like(input_ids)
 
 
-def check_context(model: CachedModel, prompt_len: int, new_tokens: int, what: str) -> None:
-    """Positions the model cannot represent are a clear error, not silent garbage."""
+def check_context(model: CachedModel, prompt_len: int, new_tokens: int, what: str, crop: str = "") -> None:
+    """Positions the model cannot represent are a clear error, not silent garbage (``crop``: how to crop,
+    named in the message where cropping applies)."""
     cfg = model.config
     limit = cfg.max_seq_len
     if prompt_len > limit:
         raise GenerationError(
             f"the {what} has {prompt_len} tokens, longer than the model's context of {limit}; "
-            "shorten or truncate it"
+            f"shorten or truncate it{crop}"
         )
     if cfg.position in ("learned", "sinusoidal") and prompt_len + new_tokens > limit:
         raise GenerationError(
             f"the {what} ({prompt_len} tokens) + max_new_tokens={new_tokens} exceeds the model's context of "
-            f"{limit} tokens; lower max_new_tokens or shorten the {what}"
+            f"{limit} tokens; lower max_new_tokens or shorten the {what}{crop}"
         )
 
 
@@ -109,7 +110,9 @@ def decoder_prompt(
         attention_mask = None
     if attention_mask is None:
         attention_mask = default_attention_mask(input_ids, cfg)
-    check_context(model, input_ids.shape[1], cfg.max_new_tokens, "prompt")
+    B, T = input_ids.shape
+    if not cfg.crop_context:  # cropped, every step sees at most the context's last max_seq_len tokens
+        check_context(model, T, cfg.max_new_tokens, "prompt", crop=", or pass crop_context=True")
     expand = max(cfg.num_beams, cfg.num_return_sequences if cfg.do_sample else 1)
     return input_ids.repeat_interleave(expand, 0), attention_mask.repeat_interleave(expand, 0)
 
@@ -133,6 +136,8 @@ def prepare_encoder_decoder(
     """Encode the source once; decoder tokens start with the decoder start token."""
     if input_ids.shape[1] == 0:
         raise GenerationError("empty source: an encoder-decoder model needs at least one input token")
+    if cfg.crop_context:
+        raise GenerationError("crop_context applies to decoder-only models; an encoder-decoder cannot use it")
     if attention_mask is None:
         attention_mask = default_attention_mask(input_ids, cfg)
     check_context(model, input_ids.shape[1], 0, "input")
@@ -211,7 +216,8 @@ def stream_generate(
             decoder = cast(CausalLM, model)
             tokens, T, runner, ignore_before = prepare_decoder_only(decoder, input_ids, attention_mask, cfg)
     generator = make_generator(cfg.seed, tokens.device)
-    ctx = DecodeContext(tokens, T, cfg, cfg.use_cache, ignore_before, stop, generator)
+    window = model.config.max_seq_len if cfg.crop_context else None
+    ctx = DecodeContext(tokens, T, cfg, cfg.use_cache, ignore_before, stop, generator, window=window)
     return TokenStream(_steps(model, runner, ctx), cfg)
 
 
@@ -251,6 +257,7 @@ _POSITION_RULES = (
     "forced_bos_token_id",
     "forced_eos_token_id",
     "output_scores",
+    "crop_context",
 )
 
 
@@ -270,7 +277,7 @@ def _steps(
     """The generation itself, as a generator whose return value is the ``GenerateOutput``."""
     cfg, tokens, T = ctx.config, ctx.tokens, ctx.prompt_len
     if cfg.use_cache:
-        model.setup_caches(tokens.shape[0], tokens.shape[1])
+        model.setup_caches(tokens.shape[0], min(tokens.shape[1], ctx.window or tokens.shape[1]))
     try:
         if cfg.num_beams > 1:
             batch_size = tokens.shape[0] // cfg.num_beams
@@ -316,7 +323,10 @@ def generate(
             no_repeat_ngram_size, bad_words_ids, suppress_tokens, begin_suppress_tokens,
             forced_bos_token_id, forced_eos_token_id, eos_token_id, pad_token_id, decoder_start_token_id
             (default from the model config), stop_strings, seed (a private RNG; None uses torch's global
-            one), use_cache=True, output_scores=False, output_logits=False;
+            one), use_cache=True, output_scores=False, output_logits=False, crop_context=False (decoder-only:
+            once prompt + new tokens fill the context, condition each next token on the last ``max_seq_len``
+            tokens at positions 0.., as nanoGPT's sampler crops to its block; with caches that window is
+            prefilled again at every such step);
             speculative decoding (decoder-only): assistant_model (a draft model sharing the vocabulary),
             num_assistant_tokens=20, num_assistant_tokens_schedule="constant" | "heuristic", or
             prompt_lookup_num_tokens=N with max_matching_ngram_size=2.

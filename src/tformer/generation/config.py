@@ -12,6 +12,7 @@ input length is known. A model's defaults (its ``generation_config.json``) apply
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -80,6 +81,8 @@ class GenerationConfig:
     return_dict_in_generate: bool = False  # Hugging Face's name for generate(..., return_dict=True)
     output_scores: bool = False  # keep each step's processed scores (GenerateOutput.scores)
     output_logits: bool = False  # keep each step's raw next-token logits (GenerateOutput.logits)
+    # decoder-only: past the context, condition each token on the last max_seq_len tokens (nanoGPT's crop)
+    crop_context: bool = False
     # set by resolve_lengths: tokens before the first generated one (prompt, or the decoder start token)
     input_length: int | None = field(default=None, init=False, repr=False)
 
@@ -126,6 +129,28 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        self.warn_unused()
+
+    def warn_unused(self) -> None:
+        """Warn (as Hugging Face does) about sampling settings that greedy decoding or beam search ignore."""
+        if self.do_sample:
+            return
+        unused = [
+            f"{name}={value}"
+            for name, value, default in (
+                ("temperature", self.temperature, 1.0),
+                ("top_k", self.top_k, None),
+                ("top_p", self.top_p, None),
+            )
+            if value != default
+        ]
+        if unused:
+            warnings.warn(
+                f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} ignored: only sampling uses "
+                f"{'it' if len(unused) == 1 else 'them'} (do_sample=True)",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def validate(self) -> None:
         """Raise GenerationError for settings Hugging Face would reject or silently misuse."""

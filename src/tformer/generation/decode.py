@@ -14,7 +14,7 @@ import torch
 
 from tformer.generation.config import GenerationConfig
 from tformer.generation.logits_processing import process_scores
-from tformer.generation.runners import Runner
+from tformer.generation.runners import DecoderRunner, Runner
 from tformer.generation.sampling import select_next
 from tformer.generation.stopping import StopStrings, eos_hit
 
@@ -25,6 +25,7 @@ class DecodeContext:
 
     tokens: (B, L) buffer; the prompt fills the first ``prompt_len`` columns, new tokens are written after.
     ignore_before: (B,) leading positions the repetition penalty skips (left padding), or None.
+    window: with ``crop_context``, the most tokens the model sees (its ``max_seq_len``); None: all.
     """
 
     tokens: torch.Tensor
@@ -36,6 +37,7 @@ class DecodeContext:
     generator: torch.Generator | None = None
     logits: list[torch.Tensor] = field(default_factory=list)  # raw logits per step, when asked
     scores: list[torch.Tensor] = field(default_factory=list)  # processed scores per step, when asked
+    window: int | None = None
 
     def record(self, logits: torch.Tensor) -> None:
         """Keep a copy of this step's raw logits (B, V) when ``output_logits`` asks for them."""
@@ -60,12 +62,28 @@ class DecodeContext:
 
 def first_logits(runner: Runner, ctx: DecodeContext, tokens: torch.Tensor) -> torch.Tensor:
     """Logits after the prompt: a cached prefill, or an uncached full pass."""
+    if ctx.window is not None and tokens.shape[1] > ctx.window:
+        return cropped_logits(runner, ctx, tokens, tokens.shape[1])
     return runner.prefill(tokens) if ctx.use_cache else runner.full(tokens)
 
 
 def next_logits(runner: Runner, ctx: DecodeContext, tokens: torch.Tensor, cur: int) -> torch.Tensor:
     """Logits after tokens[:, :cur]: forward only the newest token with a cache, everything without."""
+    if ctx.window is not None and cur > ctx.window:
+        return cropped_logits(runner, ctx, tokens, cur)
     return runner.step(tokens[:, cur - 1 : cur], cur - 1) if ctx.use_cache else runner.full(tokens[:, :cur])
+
+
+def cropped_logits(runner: Runner, ctx: DecodeContext, tokens: torch.Tensor, cur: int) -> torch.Tensor:
+    """Logits after the last ``window`` of tokens[:, :cur], placed at positions 0.. (nanoGPT's crop).
+
+    Every position of the window moves at each step, so no cached key stays valid: with a cache the
+    window is prefilled again (the cache emptied first); without one it is a full pass over the window.
+    """
+    assert isinstance(runner, DecoderRunner)  # stream_generate refuses crop_context for encoder-decoders
+    assert ctx.window is not None
+    start = cur - ctx.window
+    return runner.window(tokens[:, start:cur], start, ctx.use_cache)
 
 
 def decode_tokens(runner: Runner, ctx: DecodeContext) -> Iterator[torch.Tensor]:

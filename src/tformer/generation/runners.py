@@ -70,6 +70,23 @@ class DecoderRunner:
         """Uncached reference pass over all tokens so far (B, t)."""
         return self._last_logits(tokens, 0, None)
 
+    def window(self, tokens: torch.Tensor, start: int, cached: bool) -> torch.Tensor:
+        """Logits (B, V) after tokens (B, W) = columns start .. start + W - 1 seen on their own, at positions
+        0.. (left padding inside the window keeps its meaning: positions restart at each row's first token).
+
+        With ``cached`` the caches are emptied and the window prefilled into slots 0 .. W - 1.
+        """
+        end = start + tokens.shape[1]
+        mask = None if self.mask is None else self.mask[:, start:end]  # (B, W)
+        positions = (
+            self.slots[: tokens.shape[1]].expand_as(tokens) if mask is None else positions_from_mask(mask)
+        )
+        input_pos = None
+        if cached:
+            self.model.reset_caches()
+            input_pos = self.slots[: tokens.shape[1]]
+        return last_logits(self.model(tokens, mask, positions, input_pos, logits_to_keep=1))
+
 
 class Seq2SeqRunner:
     """Drives an encoder-decoder LM: the source is encoded once, the decoder generates.

@@ -191,6 +191,8 @@ def read_wordpiece_settings(directory: Path) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    if not isinstance(config, dict):
+        return {}
     return {name: config[key] for key, name in _WORDPIECE_SETTINGS if key in config}
 
 

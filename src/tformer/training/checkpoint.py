@@ -90,7 +90,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file or pickled objects weights_only refuses
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({first}); the file is damaged or truncated: resume from a "
+            "copy, or start over with --overwrite"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a tformer training checkpoint")
     if payload.get("version", 0) > VERSION:

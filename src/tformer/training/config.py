@@ -21,6 +21,10 @@ Precision = Literal["auto", "fp32", "bf16"]
 
 _LITERALS = {"task": TaskName, "schedule": Schedule, "precision": Precision}
 
+#: The warm-up of new runs of the tiny presets (``*-tiny``) unless set: their examples run tens to hundreds
+#: of steps, and the general default (100) would make the README's 60-step run pure warm-up.
+TINY_PRESET_WARMUP = 10
+
 
 @dataclass
 class TrainConfig:
@@ -43,7 +47,7 @@ class TrainConfig:
     min_lr: float = 1e-4
     schedule: Schedule = "cosine"
     warmup_steps: int = 100
-    decay_steps: int | None = None  # cosine horizon; None: max_steps when the run starts (then frozen)
+    decay_steps: int | None = None  # cosine horizon; None: max_steps (a resumed run's new length included)
     weight_decay: float = 0.1  # on weight matrices only; never biases or norms
     decay_embeddings: bool = True  # False: embeddings join biases and norms without decay
     betas: tuple[float, float] = (0.9, 0.95)

@@ -1,8 +1,13 @@
 """From a command line to a running Trainer: configs, the run directory, tokenizer, data, model.
 
-A new run is first *prepared* by rank 0 (every check before anything is written; then the tokenizer and
-``run.json`` go into the output directory); every process then *loads* the run from that directory, so a
-fresh start and ``--resume`` share one path.
+A run directory belongs to one process at a time: rank 0 holds its lock (``tformer.training.runlock``) from
+the start to the end of the run. A new run is first *prepared* by rank 0 (every check before anything is
+written; then the tokenizer and ``run.json`` go into the output directory); every process then *loads* the
+run from that directory, so a fresh start and ``--resume`` share one path. A start that fails (bad data, a
+refused directory) removes whatever it created, so that running the command again behaves as the first time.
+
+Resuming checks that the data is the data the run was trained on (``tformer.training.fingerprint``), and a
+new ``--max-steps`` gives the run the schedule of a run of that length (see ``resume_checkpoint``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from tformer.presets import PRESETS, get_preset
 from tformer.tokenizers import load_tokenizer
 from tformer.training import distributed
 from tformer.training.checkpoint import load_checkpoint
-from tformer.training.config import TrainConfig
+from tformer.training.config import TINY_PRESET_WARMUP, TrainConfig
 from tformer.training.devices import resolve_device
 from tformer.training.finetune import (
     adapt,
@@ -34,17 +39,37 @@ from tformer.training.finetune import (
     pretrained_config,
     start_from,
 )
+from tformer.training.fingerprint import data_fingerprint, describe_change
+from tformer.training.optim import schedules_agree_until
 from tformer.training.overrides import split_overrides
-from tformer.training.rundir import CACHE_DIR, CHECKPOINT, RUN_FILE, check_out_dir, clear_run, read_run_info
+from tformer.training.rundir import (
+    CACHE_DIR,
+    CHECKPOINT,
+    RUN_FILE,
+    WARMUP_CHECKPOINT,
+    StartUndo,
+    check_out_dir,
+    clear_run,
+    read_run_info,
+    remove_stale_temporaries,
+)
+from tformer.training.runlock import LOCK_FILE, RunLock, in_use_error
 from tformer.training.tasks import Task, TaskSetup, build_task, synthetic_tokenizer, task_class
 from tformer.training.tasks.base import Record
 from tformer.training.tokenization import check_vocab, make_tokenizer
 from tformer.training.trainer import Trainer
 
+logger = logging.getLogger("tformer.training")
+
 
 @dataclass
 class RunSpec:
-    """What ``tformer train`` was asked to do. None means "the default" (new run) or "as saved" (resume)."""
+    """What ``tformer train`` was asked to do. None means "the default" (new run) or "as saved" (resume).
+
+    ``allow_data_change``: resume on data other than the run's (refused otherwise). ``make_data``: writes
+    the run's data into its directory and returns the paths (the demo's built-in corpus), called with the
+    run directory once it is locked, when ``data`` is empty.
+    """
 
     out: Path
     task: str | None = None
@@ -63,6 +88,8 @@ class RunSpec:
     init_from: str | None = None
     freeze: list[str] = field(default_factory=list)
     lora: str | None = None
+    allow_data_change: bool = False
+    make_data: Callable[[Path], list[str]] | None = None
 
 
 @dataclass
@@ -181,10 +208,14 @@ def run_flag_changes(spec: RunSpec) -> dict[str, Any]:
 
 # ---- new runs ---------------------------------------------------------------------------------------
 def _new_train_config(spec: RunSpec, train_changes: dict[str, Any]) -> TrainConfig:
+    """The training config of a new run (a tiny preset's warm-up fits its short runs)."""
     task = spec.task or train_changes.pop("task", "clm")
     if "task" in train_changes and train_changes["task"] != task:
         raise ConfigError(f"--task {task} contradicts --set task={train_changes['task']}")
     train_changes.pop("task", None)
+    preset = spec.preset or task_class(task).default_preset
+    if spec.init_model is None and preset.endswith("-tiny"):
+        train_changes.setdefault("warmup_steps", TINY_PRESET_WARMUP)
     return TrainConfig(task=task, **{**train_changes, **run_flag_changes(spec), **_finetune_changes(spec)})
 
 
@@ -260,6 +291,7 @@ def prepare_new_run(spec: RunSpec) -> None:
         "task": train.task,
         "preset": preset,
         "data": [str(p.resolve()) for p in paths],
+        "data_fingerprint": data_fingerprint(paths),
         "train_config": train.to_dict(),
         "model_config": model_cfg.to_dict(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -268,9 +300,10 @@ def prepare_new_run(spec: RunSpec) -> None:
 
 
 # ---- loading a prepared or resumed run --------------------------------------------------------------
-def _resume_configs(spec: RunSpec, info: dict[str, Any]) -> tuple[TrainConfig, ModelConfig]:
+def _resume_configs(
+    spec: RunSpec, info: dict[str, Any], payload: dict[str, Any]
+) -> tuple[TrainConfig, ModelConfig]:
     """The saved configs, with the few changes a resumed run may make (steps, device, training knobs)."""
-    payload = load_checkpoint(spec.out / CHECKPOINT)
     model_changes, train_changes = split_overrides(spec.overrides)
     if model_changes:
         raise ConfigError(f"the model of a run cannot change on --resume (got {sorted(model_changes)})")
@@ -284,11 +317,14 @@ def _resume_configs(spec: RunSpec, info: dict[str, Any]) -> tuple[TrainConfig, M
     return train, ModelConfig.from_dict(payload["model_config"])
 
 
-def load_run(spec: RunSpec) -> tuple[TrainConfig, ModelConfig, Any, list[Path]]:
-    """The training config, model config, tokenizer and data files of the run in ``spec.out``."""
+def load_run(
+    spec: RunSpec, payload: dict[str, Any] | None = None
+) -> tuple[TrainConfig, ModelConfig, Any, list[Path]]:
+    """The training config, model config, tokenizer and data files of the run in ``spec.out``
+    (``payload``: its last checkpoint, when resuming)."""
     info = read_run_info(spec.out)
-    if spec.resume:
-        train, model_cfg = _resume_configs(spec, info)
+    if payload is not None:
+        train, model_cfg = _resume_configs(spec, info, payload)
     else:
         train = TrainConfig.from_dict(info["train_config"])
         model_cfg = ModelConfig.from_dict(info["model_config"])
@@ -298,28 +334,140 @@ def load_run(spec: RunSpec) -> tuple[TrainConfig, ModelConfig, Any, list[Path]]:
         check_vocab(tok, model_cfg, spec.out)
     if task.synthetic:
         return train, model_cfg, tok, []
-    return train, model_cfg, tok, task.check_data(spec.data if spec.resume and spec.data else info["data"])
+    if payload is None:
+        return train, model_cfg, tok, task.check_data(info["data"])
+    paths = task.check_data(spec.data or info["data"])
+    _check_same_data(spec, info, paths)
+    return train, model_cfg, tok, paths
+
+
+def _check_same_data(spec: RunSpec, info: dict[str, Any], paths: list[Path]) -> None:
+    """Refuse to resume on data other than the run's, unless ``allow_data_change`` (then record it)."""
+    if "data_fingerprint" not in info:  # a run from before fingerprints
+        return
+    current = data_fingerprint(paths)
+    change = describe_change(info["data_fingerprint"], current)
+    if change is None:
+        return
+    if not spec.allow_data_change:
+        raise ConfigError(
+            f"cannot resume on other data: {change}; a resumed run would silently train on both; "
+            "pass --allow-data-change to resume on it anyway"
+        )
+    _say(spec, f"resuming on other data (--allow-data-change): {change}")
+    if distributed.env_info().is_main:
+        updated = {**info, "data": [f["path"] for f in current], "data_fingerprint": current}
+        atomic_write(
+            spec.out / RUN_FILE, lambda tmp: Path(tmp).write_text(json.dumps(updated, indent=2) + "\n")
+        )
+
+
+def _say(spec: RunSpec, message: str) -> None:
+    """One line to the user (rank 0 only)."""
+    if distributed.env_info().is_main:
+        (spec.log or logger.info)(message)
+
+
+def resume_checkpoint(
+    spec: RunSpec, saved: TrainConfig, train: TrainConfig, d_model: int, step: int
+) -> Path | None:
+    """The checkpoint a resumed run continues from: the last one, unless the new length changes the rate
+    of steps already taken.
+
+    Extending (or shortening) a run means the schedule of a run of the new length: a cosine horizon that
+    follows ``max_steps`` moves with it, which changes the rates after warm-up. The steps since then are
+    repeated from the end-of-warm-up checkpoint, so the result equals an uninterrupted run of the new length
+    (``--set decay_steps=OLD`` keeps the old horizon and continues from the last step instead).
+
+    Returns:
+        the end-of-warm-up checkpoint to continue from, or None for the last one.
+    """
+    planned = saved.replace(max_steps=train.max_steps, decay_steps=train.decay_steps)
+    agree = schedules_agree_until(saved, planned, d_model, step)
+    if agree >= step:
+        return None
+    old, new = saved.decay_steps or saved.max_steps, planned.decay_steps or planned.max_steps
+    warm = spec.out / WARMUP_CHECKPOINT
+    if not warm.is_file() or saved.warmup_steps > agree:
+        _say(
+            spec,
+            f"the schedule of a {new}-step run differs from this run's ({old} steps) from step {agree + 1} on, "
+            f"and {warm} is missing: continuing from step {step} on the new schedule",
+        )
+        return None
+    _say(
+        spec,
+        f"--max-steps {train.max_steps}: the cosine schedule of a {new}-step run differs from this run's "
+        f"({old} steps) after warm-up, so training continues from the end of warm-up (step "
+        f"{saved.warmup_steps}) and repeats steps {saved.warmup_steps + 1}-{step}: the result equals an "
+        f"uninterrupted {new}-step run (to continue from step {step} on the old schedule instead, resume "
+        f"with --set decay_steps={old})",
+    )
+    return warm
 
 
 def run_training(spec: RunSpec) -> RunResult:
-    """Train (or resume) the run described by ``spec``; returns the final metrics and the trained model."""
+    """Train (or resume) the run described by ``spec``; returns the final metrics and the trained model.
+
+    Raises:
+        RunInUseError: another process holds the run directory's lock.
+        TrainingInterrupted: Ctrl-C or SIGTERM, after the checkpoint of the last finished step is written.
+    """
     spec.out = Path(spec.out)
-    dist = distributed.init(resolve_device(spec.device or "auto", distributed.env_info().local_rank))
-    check_out_dir(spec.out, spec.resume, spec.overwrite)
+    if spec.resume and spec.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one")
+    device = resolve_device(spec.device or "auto", distributed.env_info().local_rank)
+    dist = distributed.init(device)
+    lock = RunLock(spec.out)
+    try:
+        _lock_everywhere(lock, dist, device)
+        undo = StartUndo(spec.out, lock.created_dir, (LOCK_FILE,) if lock.created_file else ())
+        try:
+            check_out_dir(spec.out, spec.resume, spec.overwrite)
+            if dist.is_main:
+                lock.record()
+            trainer = _start(spec, dist)
+        except BaseException:
+            if dist.is_main:
+                undo.undo()  # a failed start leaves nothing behind: a rerun behaves as the first try
+            raise
+        metrics = trainer.fit()
+    finally:
+        lock.release()
+    return RunResult(spec.out, metrics, trainer.state.step, trainer.model, trainer.tokenizer)
+
+
+def _lock_everywhere(lock: RunLock, dist: distributed.DistInfo, device: torch.device) -> None:
+    """Rank 0 takes the run's lock; every process learns whether it got it and fails alike if not."""
+    got = lock.try_acquire() if dist.is_main else True
+    if not distributed.broadcast_int(int(got), dist, device):
+        raise in_use_error(lock.out)
+
+
+def _start(spec: RunSpec, dist: distributed.DistInfo) -> Trainer:
+    """Everything before the first step, under the run's lock: checks, the new run's files, the data,
+    the model and, when resuming, its checkpoint."""
     distributed.barrier(dist)  # every process checks before rank 0 writes anything
+    stale = remove_stale_temporaries(spec.out) if dist.is_main else []
+    if stale:
+        _say(spec, f"removed {len(stale)} temporary file(s) left by an interrupted write (e.g. {stale[0]})")
+    if spec.make_data is not None and not spec.data:
+        spec.data = spec.make_data(spec.out)
     if not spec.resume and dist.is_main:
         prepare_new_run(spec)
     distributed.barrier(dist)
-    train, model_cfg, tok, paths = load_run(spec)
+    payload = load_checkpoint(spec.out / CHECKPOINT) if spec.resume else None
+    train, model_cfg, tok, paths = load_run(spec, payload)
     task = _build_task_everywhere(TaskSetup(train, tok, model_cfg, paths, spec.out / CACHE_DIR), dist)
     torch.manual_seed(train.seed)  # the same initial weights on every process
-    model = build(model_cfg, init=not spec.resume)
+    model = build(model_cfg, init=payload is None)
     _fine_tune(model, spec, train, dist.is_main)
     trainer = Trainer(model, task, train, spec.out, tokenizer=tok, log=spec.log, progress=spec.progress)
-    if spec.resume:
-        trainer.restore()
-    metrics = trainer.fit()
-    return RunResult(spec.out, metrics, trainer.state.step, trainer.model, tok)
+    if payload is not None:
+        saved = TrainConfig.from_dict(payload["train_config"])
+        rewind = resume_checkpoint(spec, saved, train, model_cfg.d_model, payload["step"])
+        trainer.restore(rewind, payload=None if rewind else payload)
+    return trainer
 
 
 def _fine_tune(model: Any, spec: RunSpec, train: TrainConfig, is_main: bool) -> None:

@@ -78,6 +78,17 @@ def lr_at(step: int, cfg: TrainConfig, d_model: int) -> float:
     return cosine_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.decay_steps or cfg.max_steps)
 
 
+def schedules_agree_until(a: TrainConfig, b: TrainConfig, d_model: int, steps: int) -> int:
+    """The last step ``s <= steps`` up to which schedules ``a`` and ``b`` give every step the same rate.
+
+    Example: cosine schedules with 10 warm-up steps and horizons 60 and 120 agree until step 10.
+    """
+    for step in range(1, steps + 1):
+        if lr_at(step, a, d_model) != lr_at(step, b, d_model):
+            return step - 1
+    return steps
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every group's rate to ``lr`` times its ``lr_scale`` (layer-wise decay; 1 by default)."""
     for group in optimizer.param_groups:

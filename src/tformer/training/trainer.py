@@ -10,6 +10,7 @@ Output directory layout (rank 0 writes it)::
     out/tformer_tokenizer.json           its tokenizer (``tformer.load_tokenizer(out)``)
     out/best/                            the best model by the task's headline metric, with tokenizer
     out/checkpoints/last.pt              everything needed to resume
+    out/checkpoints/warmup.pt            the same at the end of warm-up (cosine schedules; see ``fit``)
     out/metrics.jsonl, out/loss.png      per-step and per-evaluation metrics, the loss curve
 """
 
@@ -36,7 +37,7 @@ from tformer.training.config import TrainConfig
 from tformer.training.devices import resolve_device, shard_rows, to_device, use_bf16
 from tformer.training.metrics import MetricsLog, plot_losses
 from tformer.training.optim import build_optimizer, lr_at, set_lr
-from tformer.training.rundir import CHECKPOINT
+from tformer.training.rundir import CHECKPOINT, WARMUP_CHECKPOINT
 from tformer.training.tasks.base import Task, mix_seed, shard
 
 logger = logging.getLogger("tformer.training")
@@ -47,6 +48,27 @@ _BUDGET_EVERY = 5
 
 class TrainingStopped(TformerError):
     """Training cannot go on (e.g. the loss kept being non-finite); the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped training once the checkpoint of the last finished step was written.
+
+    A ``KeyboardInterrupt``, so that code stopping on Ctrl-C stops on it too; ``exit_code`` is the shell's
+    convention for a process ended by that signal (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int, step: int) -> None:
+        self.signum, self.step = signum, step
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number."""
+        return 128 + self.signum
+
+
+#: the signals that stop training gracefully: finish the step, save, raise TrainingInterrupted
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -101,6 +123,7 @@ class Trainer:
         tokenizer: saved beside exported models when given.
         log: called with one-line messages (default: the ``tformer.training`` logger).
         progress: show a progress bar (rank 0 only).
+        clock: seconds, for step times and the time budget (``time.perf_counter``; tests pass a fake one).
     """
 
     def __init__(
@@ -113,8 +136,10 @@ class Trainer:
         tokenizer: Any = None,
         log: Callable[[str], None] | None = None,
         progress: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.cfg, self.task, self.tokenizer = cfg, task, tokenizer
+        self.clock = clock
         self.out = Path(out_dir)
         self._emit = log or logger.info
         self.progress = progress
@@ -136,7 +161,8 @@ class Trainer:
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.state = TrainerState()
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
-        self._stop_requested = False
+        self._stop_signal: int | None = None  # the stop signal received, if any
+        self._saved_step = -1  # the step of the last checkpoint written
 
     def log(self, message: str) -> None:
         """Emit a one-line message (rank 0 only)."""
@@ -144,9 +170,10 @@ class Trainer:
             self._emit(message)
 
     # ---- state ------------------------------------------------------------------------------------
-    def restore(self, path: str | Path | None = None) -> None:
-        """Continue from a checkpoint (default ``out/checkpoints/last.pt``): weights, optimizer, counters, RNG."""
-        payload = load_checkpoint(path or self.out / CHECKPOINT)
+    def restore(self, path: str | Path | None = None, *, payload: dict[str, Any] | None = None) -> None:
+        """Continue from a checkpoint (default ``out/checkpoints/last.pt``, or its already loaded ``payload``):
+        weights, optimizer, counters, RNG."""
+        payload = payload or load_checkpoint(path or self.out / CHECKPOINT)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.state = TrainerState(**payload["trainer_state"])
@@ -155,8 +182,8 @@ class Trainer:
             self.metrics.truncate_after(self.state.step)
         self.log(f"resumed from step {self.state.step} ({path or self.out / CHECKPOINT})")
 
-    def save(self) -> None:
-        """Write the resumable checkpoint and export the model and tokenizer (rank 0)."""
+    def save(self, path: Path = CHECKPOINT, export: bool = True) -> None:
+        """Write the resumable checkpoint (``out/path``) and export the model and tokenizer (rank 0)."""
         if self.dist.is_main:
             cfg, step = self.cfg, self.state.step
             scheduler = {
@@ -166,7 +193,7 @@ class Trainer:
             }
             micro = step * cfg.grad_accum
             save_checkpoint(
-                self.out / CHECKPOINT,
+                self.out / path,
                 model=self.model,
                 optimizer=self.optimizer,
                 step=step,
@@ -175,8 +202,14 @@ class Trainer:
                 trainer_state=asdict(self.state),
                 data_position={"step": step, "micro_batches": micro, "examples": micro * cfg.batch_size},
             )
-            self.export(self.out)
+            if export:
+                self.export(self.out)
         distributed.barrier(self.dist)
+
+    def length_shapes_schedule(self) -> bool:
+        """Whether the learning rate after warm-up depends on the run's length: a cosine schedule whose
+        horizon (``decay_steps``) follows ``max_steps``. Then a warm-up checkpoint is kept."""
+        return self.cfg.schedule == "cosine" and self.cfg.decay_steps is None
 
     def export(self, directory: Path) -> None:
         """``save_pretrained`` plus the tokenizer: a directory generation can load. A LoRA run writes the
@@ -366,47 +399,54 @@ class Trainer:
         if not final:
             steps = max(steps, step + _BUDGET_EVERY)
         steps = distributed.broadcast_int(steps, self.dist, self.device)
-        if cfg.decay_steps == cfg.max_steps:  # the horizon followed max_steps: keep it that way
-            cfg.decay_steps = steps
-        cfg.max_steps = max(steps, step)
+        cfg.max_steps = max(steps, step)  # a cosine horizon that follows max_steps moves with it
         if final:
             cfg.max_minutes = None
             self.log(f"time budget: {cfg.max_steps} steps at {per_step * 1000:.0f} ms/step")
 
-    def _install_sigint(self):
+    def _install_stop_handlers(self) -> dict[int, Any]:
+        """Ctrl-C and SIGTERM ask the loop to stop after the current step (a second one stops at once);
+        returns the previous handlers. Signals reach only the main thread: elsewhere nothing is installed."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def handler(signum, frame):
-            if self._stop_requested:
+            if self._stop_signal is not None:
                 raise KeyboardInterrupt
-            self._stop_requested = True
+            self._stop_signal = signum
 
-        return signal.signal(signal.SIGINT, handler)
+        return {s: signal.signal(s, handler) for s in STOP_SIGNALS}
 
     def _should_stop(self) -> bool:
-        flag = float(self._stop_requested)
+        """Whether any process received a stop signal: every rank stops after the same step."""
+        flag = float(self._stop_signal is not None)
         return distributed.all_reduce_sum([flag], self.dist, self.device)[0] > 0
 
     def fit(self) -> dict[str, float]:
         """Train from ``state.step`` to ``cfg.max_steps``; returns the final evaluation metrics.
 
+        A cosine schedule's horizon follows ``max_steps`` unless ``decay_steps`` is set, so a run resumed with
+        a new ``max_steps`` gets the schedule of a run of that length; since that schedule differs from the
+        old one after warm-up, the trainer keeps a checkpoint of the end of warm-up (``checkpoints/warmup.pt``)
+        for the launcher to continue from (``tformer.training.launch``).
+
         Raises:
             TrainingStopped: too many non-finite losses in a row.
-            KeyboardInterrupt: after Ctrl-C, once the checkpoint of the last finished step is written.
+            TrainingInterrupted: after Ctrl-C or SIGTERM, once the checkpoint of the last finished step is
+                written (every process stops after the same step).
         """
         cfg = self.cfg
-        if cfg.decay_steps is None:
-            cfg.decay_steps = cfg.max_steps  # frozen: a resumed run with more steps keeps this horizon
-        previous, threads = self._install_sigint(), torch.get_num_threads()
+        previous, threads = self._install_stop_handlers(), torch.get_num_threads()
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         try:
+            if self.state.step == 0 and cfg.warmup_steps == 0 and self.length_shapes_schedule():
+                self.save(WARMUP_CHECKPOINT, export=False)
             return self._loop()
         finally:
             torch.set_num_threads(threads)
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _progress_bar(self):
         from tqdm.auto import tqdm
@@ -426,22 +466,32 @@ class Trainer:
         times = _StepTimes(first=state.step + 1)
         try:
             while state.step < cfg.max_steps:
-                step, t0 = state.step + 1, time.perf_counter()
+                step, t0 = state.step + 1, self.clock()
                 stats = self.train_step(step)
-                dt = time.perf_counter() - t0
+                dt = self.clock() - t0
                 self._record_step(step, stats, dt, bar)
                 if cfg.max_minutes is not None:
                     self._track_budget(step, dt, times, bar)
-                t1 = time.perf_counter()
+                t1 = self.clock()
                 metrics = self._after_step(step) or metrics
-                times.other += time.perf_counter() - t1
+                times.other += self.clock() - t1
                 if self._should_stop():
-                    self.save()
-                    self.log(f"stopped at step {step}; checkpoint saved; continue with --resume")
-                    raise KeyboardInterrupt
+                    self._stop(step)
         finally:
             bar.close()
         return metrics
+
+    def _stop(self, step: int) -> None:
+        """A stop signal arrived: write the checkpoint of ``step`` (atomically), say so, raise."""
+        signum = self._stop_signal or signal.SIGTERM  # another process received it
+        if step != self._saved_step:
+            self.save()
+        name = signal.Signals(signum).name
+        self.log(
+            f"{name}: stopped at step {step}; checkpoint saved in {self.out / CHECKPOINT}; "
+            f"continue with: tformer train --out {self.out} --resume"
+        )
+        raise TrainingInterrupted(signum, step)
 
     def _record_step(self, step: int, stats: dict[str, Any], dt: float, bar: Any) -> None:
         """Count a finished step (``dt`` seconds), guard against non-finite losses, log it, move the bar."""
@@ -466,13 +516,16 @@ class Trainer:
         """Evaluation and checkpoints on their schedules (and always at the last step)."""
         cfg, last = self.cfg, step == self.cfg.max_steps
         metrics = None
-        t0 = time.perf_counter()
+        t0 = self.clock()
         if step % cfg.eval_every == 0 or last:
             metrics = self.run_eval(step)
         # during a run of non-finite steps the last checkpoint stays the last good one
         if (step % (cfg.checkpoint_every or cfg.eval_every) == 0 or last) and self.state.nan_streak == 0:
             self.save()
-        self.state.elapsed += time.perf_counter() - t0
+            self._saved_step = step
+        if step == cfg.warmup_steps and self.length_shapes_schedule():
+            self.save(WARMUP_CHECKPOINT, export=False)
+        self.state.elapsed += self.clock() - t0
         if last and self.dist.is_main:
             self._plot()
         return metrics
