@@ -188,7 +188,7 @@ class GenerationConfig:
     def _validate_sampling(self) -> None:
         if not self.temperature > 0:
             raise GenerationError(
-                f"temperature must be > 0 when sampling, got {self.temperature}; use do_sample=False for greedy"
+                f"temperature must be > 0 when sampling, got {self.temperature}; for greedy decoding: do_sample=False"
             )
         if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
             raise GenerationError(f"top_k must be an integer >= 1 (or None for no top-k), got {self.top_k!r}")
