@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tformer.cli.generate import DTYPES
+
 
 def run(args: argparse.Namespace) -> int:
     from tformer.training.evaluate import evaluate_directory
@@ -17,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
         block_size=args.block_size,
         max_batches=args.max_batches,
         device=args.device,
+        dtype=args.dtype,
     )
     if args.json:
         print(json.dumps(metrics))
@@ -46,5 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-size", type=int, default=None, help="default: the training block size")
     p.add_argument("--max-batches", type=int, default=None, help="evaluate at most this many batches")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="weights' dtype (default: the checkpoint's)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

@@ -89,14 +89,15 @@ def evaluate_directory(
     block_size: int | None = None,
     max_batches: int | None = None,
     device: str = "cpu",
+    dtype: str = "auto",
 ) -> dict[str, float]:
-    """Metrics of the model in ``model_dir`` (with its tokenizer) on ``data``."""
+    """Metrics of the model in ``model_dir`` (with its tokenizer) on ``data``, loaded as ``dtype``."""
     from tformer import from_pretrained, load_tokenizer
     from tformer.training.launch import check_vocab
     from tformer.training.tasks.files import check_files
 
     model_dir = Path(model_dir)
-    model = from_pretrained(model_dir, device=device)
+    model = from_pretrained(model_dir, device=device, dtype=dtype)
     tok = load_tokenizer(model_dir)
     check_vocab(tok, model.config, model_dir)
     task = task or infer_task(model_dir, model.config)
