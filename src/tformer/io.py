@@ -21,6 +21,7 @@ import struct
 import tempfile
 import zipfile
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,7 +356,7 @@ def check_weight_names(
     expected: Mapping[str, tuple[int, ...]],
     provided: Mapping[str, tuple[int, ...]],
     source: str,
-    optional: set[str] = frozenset(),
+    optional: AbstractSet[str] = frozenset(),
 ) -> None:
     """Refuse missing, unexpected or mis-shaped tensors by name (``optional`` ones may be absent: tied aliases).
 
