@@ -8,9 +8,11 @@ in the same process, interleaved, best of N. Tables:
   1. batch-1 greedy decoding, prompt 128, 128 new tokens, fp32 and bf16: decode tokens/s (prefill
      excluded) and end-to-end, tformer (PyTorch kernels, and with ``native_kernels``) vs HF, and the
      fraction of the memory-bandwidth roofline (each new token reads every weight once plus the KV cache;
-     bandwidth measured here with a 256 MB reduction);
+     bandwidth measured between the rounds with a 256 MB reduction);
   2. per-token cost as the context grows, with and without the KV cache (plot: benchmarks/out/);
   3. throughput at batch sizes 1/4/16;  4. prefill tokens/s.
+Every ratio is between runs of this invocation; under each table, the CPU and the bandwidth and matmul peaks
+measured so far (benchmarks/machine.py).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
+from machine import Machine  # noqa: E402
 from report import table  # noqa: E402
 
 import tformer  # noqa: E402
-from tformer.generation.native import native_kernels  # noqa: E402
 from tformer.generation.runners import DecoderRunner  # noqa: E402
+from tformer.kernels import native_kernels  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 PROMPT, NEW = 128, 128
@@ -44,12 +47,6 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def bandwidth_gbs(repeats: int = 10) -> float:
-    """Read bandwidth of a 256 MB fp32 reduction (what decoding is bound by)."""
-    x = torch.ones(64 * 1024 * 1024)
-    return x.numel() * 4 / best_time(lambda: x.sum(), repeats) / 1e9
 
 
 def build_models():
@@ -132,16 +129,16 @@ def runners(hf, ours, native: bool) -> list[Runner]:
     return out
 
 
-def measure_all(rs: list[Runner], ids: torch.Tensor, new: int, repeats: int) -> list[float]:
-    """Interleaved rounds, so that load changes on a shared machine hit every library alike. Returns the
-    read bandwidth measured after each round (it drifts by half on a shared machine)."""
-    bandwidths = []
+def measure_all(rs: list[Runner], ids: torch.Tensor, new: int, repeats: int, machine: Machine) -> list[float]:
+    """Interleaved rounds, so that load changes on a shared machine hit every library alike, with the
+    machine's peaks measured after each. Returns the read bandwidths of these rounds (GB/s; they drift by
+    half on a shared machine)."""
     with torch.inference_mode():
         for _ in range(repeats):
             for r in rs:
                 r.measure(ids, new)
-            bandwidths.append(bandwidth_gbs(3))
-    return bandwidths
+            machine.measure()
+    return machine.bandwidth[-repeats:]
 
 
 def agreement(ours: torch.Tensor, reference: torch.Tensor) -> str:
@@ -153,14 +150,14 @@ def agreement(ours: torch.Tensor, reference: torch.Tensor) -> str:
     return f"first {first} of {len(reference)}"
 
 
-def decode_table(hf, ours, dtype: torch.dtype, repeats: int, native: bool) -> None:
+def decode_table(hf, ours, dtype: torch.dtype, repeats: int, native: bool, machine: Machine) -> None:
     """Decode tokens/s of each library; the roofline uses the best bandwidth measured between the rounds."""
     hf.to(dtype)
     ours.to(dtype)
     ids = torch.randint(0, 50257, (1, PROMPT), generator=torch.Generator().manual_seed(0))
     bytes_per_token = weight_bytes(ours) + kv_bytes_per_token(ours, PROMPT + NEW / 2)
     rs = runners(hf, ours, native)
-    bandwidths = measure_all(rs, ids, NEW, repeats)
+    bandwidths = measure_all(rs, ids, NEW, repeats, machine)
     bw = max(bandwidths)
     roofline = bw * 1e9 / bytes_per_token
     base = rs[0].decode_tps(NEW)
@@ -185,6 +182,7 @@ def decode_table(hf, ours, dtype: torch.dtype, repeats: int, native: bool) -> No
         f"between rounds {min(bandwidths):.1f}-{bw:.1f} GB/s)",
         ["library", "decode tok/s", "end-to-end tok/s", "vs HF", "of roofline", "tokens equal to HF's"],
         rows,
+        machine.caption(),
     )
 
 
@@ -230,7 +228,7 @@ def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return slope, my - slope * mx
 
 
-def context_table(ours, contexts: list[int], repeats: int) -> None:
+def context_table(ours, contexts: list[int], repeats: int, machine: Machine) -> None:
     res = context_growth(ours, contexts, repeats)
     rows = []
     total_cached = total_full = 0.0
@@ -267,6 +265,7 @@ def context_table(ours, contexts: list[int], repeats: int) -> None:
             "cum. s uncached",
         ],
         rows,
+        machine.caption(),
     )
     xs = [c for c, _, _ in res]
     slope, base = linear_fit(xs, [r[1] for r in res])
@@ -311,24 +310,25 @@ def plot(res, cumulative) -> None:
     print(f"plot: {path}")
 
 
-def batch_table(hf, ours, batches: list[int], repeats: int, new: int = 32) -> None:
+def batch_table(hf, ours, batches: list[int], repeats: int, machine: Machine, new: int = 32) -> None:
     hf.to(torch.float32)
     ours.to(torch.float32)
     rows = []
     for b in batches:
         ids = torch.randint(0, 50257, (b, PROMPT), generator=torch.Generator().manual_seed(b))
         rs = runners(hf, ours, native=False)
-        measure_all(rs, ids, new, repeats)
+        measure_all(rs, ids, new, repeats, machine)
         hf_tps, ours_tps = (r.decode_tps(new, b) for r in rs)
         rows.append([str(b), f"{ours_tps:.1f}", f"{hf_tps:.1f}", f"{ours_tps / hf_tps:.2f}x"])
     table(
         f"Decode throughput by batch size (fp32, prompt {PROMPT}, {new} new tokens, generated tokens/s)",
         ["batch", "tformer tok/s", "HF tok/s", "vs HF"],
         rows,
+        machine.caption(),
     )
 
 
-def prefill_table(hf, ours, repeats: int, lengths: list[int], native: bool) -> None:
+def prefill_table(hf, ours, repeats: int, lengths: list[int], native: bool, machine: Machine) -> None:
     rows = []
     with torch.inference_mode():
         for dtype in (torch.float32, torch.bfloat16):
@@ -345,6 +345,7 @@ def prefill_table(hf, ours, repeats: int, lengths: list[int], native: bool) -> N
         "Prefill (prompt forward + first token, batch 1): prompt tokens/s",
         ["dtype", "prompt", "library", "tok/s", "vs HF"],
         rows,
+        machine.caption(),
     )
 
 
@@ -370,14 +371,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (2 if args.quick else 3)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}, load average {os.getloadavg()[0]:.2f}"
-    )
+    machine = Machine.detect()
+    machine.measure()
+    print(machine.header())
     native = not args.no_native
     if native:
         start = time.perf_counter()
-        from tformer.generation.native import load
+        from tformer.kernels import load
 
         native = load() is not None
         print(f"native kernels: {'ready' if native else 'unavailable'} ({time.perf_counter() - start:.0f} s)")
@@ -385,22 +385,18 @@ def main() -> None:
     import transformers
 
     print(f"transformers {transformers.__version__}; model: {ours.num_parameters() / 1e6:.0f}M parameters")
-    bw = bandwidth_gbs()
-    print(f"memory read bandwidth (256 MB fp32 sum): {bw:.1f} GB/s")
     if "decode" in args.only:
         for dtype in (torch.float32, torch.bfloat16):
-            decode_table(hf, ours, dtype, repeats, native)
+            decode_table(hf, ours, dtype, repeats, native, machine)
     if "context" in args.only:
         contexts = [64, 128, 256] if args.quick else [64, 128, 256, 512, 1024]
-        context_table(ours, contexts, repeats)
+        context_table(ours, contexts, repeats, machine)
     if "batch" in args.only:
-        batch_table(hf, ours, [1, 4] if args.quick else [1, 4, 16], max(1, repeats - 1))
+        batch_table(hf, ours, [1, 4] if args.quick else [1, 4, 16], max(1, repeats - 1), machine)
     if "prefill" in args.only:
-        prefill_table(hf, ours, repeats, [PROMPT] if args.quick else [PROMPT, 512], native)
-    print(
-        f"\nbandwidth re-measured at the end: {bandwidth_gbs():.1f} GB/s; "
-        f"load average {os.getloadavg()[0]:.2f}"
-    )
+        prefill_table(hf, ours, repeats, [PROMPT] if args.quick else [PROMPT, 512], native, machine)
+    machine.measure()
+    print(f"\nat the end: {machine.peaks_line()}; load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

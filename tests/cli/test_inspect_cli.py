@@ -38,3 +38,18 @@ def test_invalid_config_in_directory_is_one_line(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "d_model=64 is not divisible by n_heads=3" in proc.stderr
+
+
+def test_inspect_every_attention_kind(capsys):
+    assert main(["inspect", "bert-tiny", "--seq-len", "4096", "--attention-kind", "all"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("exact", "local_global", "block_sparse", "performer", "linformer"):
+        assert f"\n{kind} " in out
+    assert main(["inspect", "gpt-tiny", "--attention-kind", "all"]) == 0
+    assert "linformer       n/a: attention_kind='linformer' is bidirectional only" in capsys.readouterr().out
+
+
+def test_inspect_with_one_attention_kind(capsys):
+    args = ["inspect", "bert-tiny", "--seq-len", "64", "--attention-kind", "local_global"]
+    assert main([*args, "--attention-params", '{"window": 4}']) == 0
+    assert "attention scores/layer (local_global) @ T=64 x batch 1" in capsys.readouterr().out

@@ -7,8 +7,8 @@ import torch
 
 import tformer
 from tformer.generation import TextStreamer, stream_generate, stream_text
-from tformer.generation.streaming import IncrementalDecoder
 from tformer.tokenizers.bpe import ByteLevelBPETokenizer
+from tformer.tokenizers.stream import DecodeStream
 
 TEXTS = ["The quick brown fox jumps over the lazy dog. " * 3, "héllo wörld, ça va? 你好世界 " * 3]
 
@@ -76,7 +76,7 @@ def test_text_pieces_join_to_the_decoded_text(model, tok):
 
 def test_incremental_decoder_holds_back_split_characters(tok):
     ids = tok.encode("你好 wörld")
-    dec = IncrementalDecoder(tok)
+    dec = DecodeStream(tok, skip_special_tokens=True)
     pieces = [dec.step(i) for i in ids] + [dec.flush()]
     assert "".join(pieces) == "你好 wörld"
     assert all("\ufffd" not in p for p in pieces)

@@ -6,6 +6,8 @@ import json
 import random
 from pathlib import Path
 
+import tformer
+
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "under", "a", "mat", "log", "big", "small", "red", "blue"]
 
 #: A one-layer 32-wide model and a small batch: a step takes milliseconds on one thread.
@@ -71,3 +73,19 @@ def rows(out: Path, split: str = "train") -> list[dict]:
 def losses(out: Path) -> dict[int, float]:
     """Training loss by step."""
     return {r["step"]: r["loss"] for r in rows(out)}
+
+
+def tiny_seq2seq(tok, **changes):
+    """A fresh 32-wide ``transformer-tiny`` over ``tok``'s vocabulary and special ids."""
+    return tformer.build(
+        "transformer-tiny",
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        n_heads=2,
+        d_ff=64,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.bos_token_id,
+        **changes,
+    )

@@ -14,6 +14,7 @@ from tformer.training.tasks import (
     MLMTask,
     collate_pairs,
     generator,
+    greedy_decode,
     mask_tokens,
     mix_seed,
     pad_rows,
@@ -170,3 +171,44 @@ def test_missing_and_empty_files_are_data_errors(tmp_path):
         check_files([tmp_path / "empty.txt"])
     with pytest.raises(DataError, match="no data files"):
         check_files([])
+
+
+def _uncached_greedy(model, input_ids, attention_mask, start_id, max_len):
+    """The reference: greedy decoding as the synthetic tasks ran it before it went through
+    ``model.generate`` (no cache, the decoder input growing by concatenation, no stop at EOS)."""
+    memory = model.encode(input_ids, attention_mask)
+    out = torch.full((input_ids.shape[0], 1), start_id, dtype=torch.long)
+    for _ in range(max_len):
+        logits = model.decode(out, memory, attention_mask).logits[:, -1]  # (B, V)
+        out = torch.cat([out, logits.argmax(-1, keepdim=True)], dim=1)
+    return out[:, 1:]
+
+
+@pytest.mark.parametrize("preset, seed", [("transformer-tiny", 2), ("t5-tiny", 5)])
+def test_greedy_decode_through_generate_equals_the_uncached_loop(preset, seed):
+    import tformer
+
+    torch.manual_seed(seed)
+    model = tformer.build(
+        preset,
+        vocab_size=8,
+        d_model=32,
+        n_heads=2,
+        d_ff=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    ).eval()
+    with torch.no_grad():  # weights larger than the initialisation's: argmaxes that vary
+        for p in model.parameters():
+            p.normal_(0.0, 1.0)
+    gen = torch.Generator().manual_seed(1)
+    pairs = [(torch.randint(3, 8, (n,), generator=gen).tolist() + [2], []) for n in (3, 7, 5, 6)]
+    batch = collate_pairs(pairs, start_id=1, eos_id=2, pad_id=0)  # padded sources
+    with torch.no_grad():
+        expected = _uncached_greedy(model, batch["input_ids"], batch["attention_mask"], 1, 12)
+    got = greedy_decode(model, batch["input_ids"], batch["attention_mask"], 1, 12)
+    assert torch.equal(got, expected)
+    assert (expected[:, :-1] == 2).any()  # an EOS before the end stops no row
+    assert model.decoder.layers[0].attn.cache is None  # generate freed its caches

@@ -11,10 +11,10 @@ import tformer
 from tformer.training.checkpoint import load_checkpoint
 from tformer.training.config import TrainConfig
 from tformer.training.launch import RunSpec, run_training
-from tformer.training.tasks import CLMTask
+from tformer.training.tasks import CLMTask, SyntheticTask, synthetic_tokenizer
 from tformer.training.trainer import CHECKPOINT, Trainer, TrainingStopped
 
-from .helpers import TINY, losses, rows, write_text
+from .helpers import TINY, losses, rows, tiny_seq2seq, write_text
 
 
 def _spec(out, data, *extra, **kw):
@@ -215,3 +215,64 @@ def test_router_balancing_loss_is_added_for_mixtures_of_experts(tmp_path):
             routers += 1
             assert change > 0.5 * lr, name
     assert routers == last + 1
+
+
+def _pooled_balancing_loss(router_logits, top_k):
+    """Reference: the Switch/Mixtral load-balancing loss pooled over all layers' (N, E) router logits,
+    E * sum_e (share of routing slots on e) * (mean router probability of e), written out plainly."""
+    probs = torch.cat(router_logits).float().softmax(-1)
+    n_tokens, n_experts = probs.shape
+    slots = torch.zeros(n_experts)
+    for chosen in probs.topk(top_k, dim=-1).indices:
+        slots[chosen] += 1
+    return n_experts * (slots / (n_tokens * top_k) * probs.mean(0)).sum()
+
+
+def test_mixture_of_experts_outputs_carry_the_balancing_loss_and_dense_outputs_none():
+    torch.manual_seed(0)
+    model = tformer.build("mixtral-tiny", vocab_size=50, max_seq_len=16)
+    routed = []
+    for name, module in model.named_modules():
+        if name.endswith("ffn.router"):
+            module.register_forward_hook(lambda m, args, out: routed.append(out))
+    ids = torch.randint(0, 50, (3, 16))
+    out = model(ids)
+    assert len(routed) == model.config.n_layers
+    torch.testing.assert_close(out.aux_loss, _pooled_balancing_loss(routed, model.config.n_experts_per_token))
+    assert out.aux_loss.requires_grad
+    dense = tformer.build(
+        "gpt-tiny", vocab_size=50, d_model=32, n_heads=2, d_ff=64, n_layers=1, max_seq_len=16
+    )
+    assert dense(ids).aux_loss is None
+
+
+def test_the_trainer_adds_and_reports_the_aux_loss_the_model_returns(tmp_path):
+    trainer = _moe_trainer(tmp_path, 0.5)
+    batch = trainer.task.train_batch(1, 0)
+    with torch.no_grad():  # the same weights and batch the step starts from (no dropout)
+        expected = trainer.model(batch["input_ids"]).aux_loss.item()
+    stats = trainer.train_step(1)
+    assert stats["router_aux_loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_exact_match_decodes_through_generate_inside_the_bf16_autocast_of_evaluation(tmp_path):
+    tok = synthetic_tokenizer(6)
+    torch.manual_seed(0)
+    model = tiny_seq2seq(tok, n_layers=1)
+    config = TrainConfig(
+        task="copy",
+        synthetic_len=6,
+        block_size=7,
+        batch_size=4,
+        max_steps=2,
+        eval_every=2,
+        eval_batches=1,
+        warmup_steps=0,
+        precision="bf16",
+        num_threads=1,
+    )
+    task = SyntheticTask("copy", 6, 6, tok, batch_size=4, grad_accum=1, seed=0, eval_batches=1)
+    trainer = Trainer(model, task, config, tmp_path, progress=False)
+    assert trainer.bf16
+    metrics = trainer.fit()
+    assert math.isfinite(metrics["loss"]) and 0.0 <= metrics["exact_match"] <= 1.0

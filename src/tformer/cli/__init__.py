@@ -15,7 +15,7 @@ import sys
 from tformer.errors import TformerError
 
 # Modules under tformer.cli that provide subcommands, in the order shown by --help.
-_COMMAND_MODULES = ("inspect", "tokenizer", "train", "eval", "generate", "demo")
+_COMMAND_MODULES = ("inspect", "tokenizer", "train", "eval", "generate", "attention", "data", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

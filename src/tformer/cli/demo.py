@@ -82,7 +82,8 @@ def sample(model, tokenizer, prompt: str, max_new_tokens: int, temperature: floa
 
 def run(args: argparse.Namespace) -> int:
     from tformer.cli.train import setup_logging
-    from tformer.training.launch import RUN_FILE, RunSpec, run_training
+    from tformer.training.launch import RunSpec, run_training
+    from tformer.training.rundir import RUN_FILE
 
     out = Path(args.out)
     setup_logging()

@@ -6,20 +6,23 @@ import argparse
 import json
 
 from tformer.cli.generate import DTYPES
+from tformer.training.tasks import TASK_NAMES
 
 
 def run(args: argparse.Namespace) -> int:
-    from tformer.training.evaluate import evaluate_directory
+    from tformer import from_pretrained, load_tokenizer
+    from tformer.training.evaluate import evaluate_model
 
-    metrics = evaluate_directory(
+    model = from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    metrics = evaluate_model(
+        model,
+        load_tokenizer(args.model),
         args.model,
         args.data or [],
         task=args.task,
         batch_size=args.batch_size,
         block_size=args.block_size,
         max_batches=args.max_batches,
-        device=args.device,
-        dtype=args.dtype,
     )
     if args.json:
         print(json.dumps(metrics))
@@ -42,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--task",
         default=None,
-        choices=["clm", "mlm", "seq2seq", "classify", "copy", "reverse"],
+        choices=TASK_NAMES,
         help="default: the task the model was trained for",
     )
     p.add_argument("--batch-size", type=int, default=16)

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     import tformer
     from tformer.generation import stream_text
-    from tformer.generation.native import native_kernels
+    from tformer.kernels import native_kernels
 
     tok = load_tokenizer_for(args.model, args.tokenizer)
     model = tformer.from_pretrained(args.model, dtype=args.dtype)

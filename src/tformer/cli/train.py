@@ -11,6 +11,8 @@ import argparse
 import logging
 import sys
 
+from tformer.training.tasks import TASK_NAMES
+
 
 class _TqdmHandler(logging.Handler):
     """Log lines written through tqdm so they do not break the progress bar."""
@@ -45,7 +47,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps from the start of the run")
-    p.add_argument("--minutes", type=float, default=None, help="fit the run into this wall time")
+    p.add_argument("--minutes", type=float, default=None, help="fit a new run into this wall time")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -88,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--task",
         default=None,
-        choices=["clm", "mlm", "seq2seq", "classify", "copy", "reverse"],
+        choices=TASK_NAMES,
         help="training objective (default: clm)",
     )
     p.add_argument(

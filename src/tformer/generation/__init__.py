@@ -5,11 +5,13 @@
         ...
 
 Options and return values follow Hugging Face's ``generate``; see ``tformer.generation.api.generate``.
+``with native_kernels(model): ...`` runs batch-1 decoding through native CPU kernels (``tformer.kernels``).
 """
 
 from tformer.generation.api import GenerateOutput, TokenStream, generate, stream_generate
 from tformer.generation.config import GenerationConfig, GenerationError
 from tformer.generation.streaming import TextStreamer, stream_text
+from tformer.kernels import native_kernels  # the native CPU kernels are a backend of the nn layers
 
 __all__ = [
     "GenerateOutput",
@@ -18,6 +20,7 @@ __all__ = [
     "TextStreamer",
     "TokenStream",
     "generate",
+    "native_kernels",
     "stream_generate",
     "stream_text",
 ]

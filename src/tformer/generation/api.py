@@ -7,18 +7,20 @@ starting with the decoder start token (B, 1 + n). Rows that finished early are p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 
 from tformer.generation.beam_search import beam_search
 from tformer.generation.config import GenerationConfig, GenerationError
 from tformer.generation.decode import DecodeContext, decode_tokens
-from tformer.generation.runners import DecoderRunner, Seq2SeqRunner
+from tformer.generation.protocols import CachedModel, CausalLM, GenerativeLM, Seq2SeqLM
+from tformer.generation.runners import DecoderRunner, Runner, Seq2SeqRunner
 from tformer.generation.sampling import make_generator
 from tformer.generation.stopping import StopStrings
+from tformer.tokenizers.stream import SupportsDecode
 
 
 @dataclass
@@ -31,11 +33,13 @@ class GenerateOutput:
     logits: tuple[torch.Tensor, ...] | None = None
 
 
-def is_encoder_decoder(model) -> bool:
+def is_encoder_decoder(model: GenerativeLM) -> TypeGuard[Seq2SeqLM]:
+    """Whether the model encodes a source and decodes against it (its config's ``arch``)."""
     return model.config.arch == "encoder_decoder"
 
 
 def check_input_ids(input_ids: Any) -> torch.Tensor:
+    """``input_ids`` as a (B, T) long tensor, or a GenerationError saying what is wrong with it."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise GenerationError(f"input_ids must be a (batch, length) tensor of token ids, got {shape}")
@@ -52,7 +56,7 @@ def default_attention_mask(input_ids: torch.Tensor, cfg: GenerationConfig) -> to
     return torch.ones_like(input_ids)
 
 
-def check_context(model, prompt_len: int, new_tokens: int, what: str) -> None:
+def check_context(model: CachedModel, prompt_len: int, new_tokens: int, what: str) -> None:
     """Positions the model cannot represent are a clear error, not silent garbage."""
     cfg = model.config
     limit = cfg.max_seq_len
@@ -68,8 +72,13 @@ def check_context(model, prompt_len: int, new_tokens: int, what: str) -> None:
         )
 
 
-def prepare_decoder_only(model, input_ids, attention_mask, cfg: GenerationConfig):
-    """Tokens buffer (B, L), runner and repetition-penalty offsets for a decoder-only model."""
+Prepared = tuple[torch.Tensor, int, Runner, torch.Tensor | None]  # tokens (B, L), T, runner, ignore_before
+
+
+def prepare_decoder_only(
+    model: CausalLM, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cfg: GenerationConfig
+) -> Prepared:
+    """Tokens buffer (B, L), prompt length, runner and repetition-penalty offsets for a decoder-only model."""
     if input_ids.shape[1] == 0:
         bos = model.config.bos_token_id
         if bos is None:
@@ -94,7 +103,9 @@ def prepare_decoder_only(model, input_ids, attention_mask, cfg: GenerationConfig
     return tokens, T, DecoderRunner(model, attention_mask, L), ignore_before
 
 
-def prepare_encoder_decoder(model, input_ids, attention_mask, cfg: GenerationConfig):
+def prepare_encoder_decoder(
+    model: Seq2SeqLM, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cfg: GenerationConfig
+) -> Prepared:
     """Encode the source once; decoder tokens start with the decoder start token."""
     if input_ids.shape[1] == 0:
         raise GenerationError("empty source: an encoder-decoder model needs at least one input token")
@@ -118,7 +129,7 @@ class TokenStream:
     steps. Stopping early (``close()`` or dropping the iterator) frees the caches.
     """
 
-    def __init__(self, steps: Iterator[torch.Tensor]) -> None:
+    def __init__(self, steps: Generator[torch.Tensor, None, GenerateOutput]) -> None:
         self._steps = steps
         self.output: GenerateOutput | None = None
 
@@ -134,15 +145,16 @@ class TokenStream:
                 raise
 
     def close(self) -> None:
+        """Stop generating now (the caches are freed)."""
         self._steps.close()
 
 
 def stream_generate(
-    model,
+    model: GenerativeLM,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    tokenizer: Any = None,
+    tokenizer: SupportsDecode | None = None,
     **options: Any,
 ) -> TokenStream:
     """Like ``generate`` but an iterator yielding each step's new tokens (B,) as soon as they exist.
@@ -159,15 +171,20 @@ def stream_generate(
     if attention_mask is not None:
         attention_mask = attention_mask.to(model.device)
     stop = StopStrings(cfg.stop_string_list, tokenizer) if cfg.stop_string_list else None
-    prepare = prepare_encoder_decoder if is_encoder_decoder(model) else prepare_decoder_only
     with torch.inference_mode():
-        tokens, T, runner, ignore_before = prepare(model, input_ids, attention_mask, cfg)
+        if is_encoder_decoder(model):
+            tokens, T, runner, ignore_before = prepare_encoder_decoder(model, input_ids, attention_mask, cfg)
+        else:  # arch "decoder": an encoder was refused above
+            decoder = cast(CausalLM, model)
+            tokens, T, runner, ignore_before = prepare_decoder_only(decoder, input_ids, attention_mask, cfg)
     generator = make_generator(cfg.seed, tokens.device)
     ctx = DecodeContext(tokens, T, cfg, cfg.use_cache, ignore_before, stop, generator)
     return TokenStream(_steps(model, runner, ctx))
 
 
-def _steps(model, runner, ctx: DecodeContext) -> Iterator[torch.Tensor]:
+def _steps(
+    model: CachedModel, runner: Runner, ctx: DecodeContext
+) -> Generator[torch.Tensor, None, GenerateOutput]:
     """The generation itself, as a generator whose return value is the ``GenerateOutput``."""
     cfg, tokens, T = ctx.config, ctx.tokens, ctx.prompt_len
     if cfg.use_cache:
@@ -188,11 +205,11 @@ def _steps(model, runner, ctx: DecodeContext) -> Iterator[torch.Tensor]:
 
 
 def generate(
-    model,
+    model: GenerativeLM,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    tokenizer: Any = None,
+    tokenizer: SupportsDecode | None = None,
     streamer: Callable[[torch.Tensor], None] | None = None,
     return_dict: bool = False,
     **options: Any,
@@ -200,7 +217,7 @@ def generate(
     """Generate continuations of ``input_ids`` (B, T), with Hugging Face's options and meanings.
 
     Args:
-        model: a decoder-only or encoder-decoder tformer model.
+        model: a decoder-only (``CausalLM``) or encoder-decoder (``Seq2SeqLM``) model, e.g. tformer's.
         input_ids: (B, T) prompts (decoder-only; left-pad a batch) or sources (encoder-decoder).
         attention_mask: (B, T) 1 for tokens, 0 for padding; inferred from ``pad_token_id`` when None.
         tokenizer: needed for ``stop_strings``.
@@ -222,4 +239,6 @@ def generate(
     for new in stream:
         if streamer is not None:
             streamer(new)
-    return stream.output if return_dict else stream.output.sequences
+    output = stream.output
+    assert output is not None  # set once the stream is exhausted
+    return output if return_dict else output.sequences

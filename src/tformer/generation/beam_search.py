@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
+from tformer.generation.config import EarlyStopping
 from tformer.generation.decode import DecodeContext, first_logits, next_logits
 from tformer.generation.logits_processing import process_scores
-from tformer.generation.runners import reorder_caches
+from tformer.generation.protocols import CachedModel
+from tformer.generation.runners import Runner
 
 NEG = -1.0e9  # Hugging Face's "impossible" score
 
@@ -71,7 +73,7 @@ def top_continuations(
     k: int,
     do_sample: bool,
     generator: torch.Generator | None,
-):
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The K best (or sampled) continuations of acc (B, N*V): their scores, sequences and origins."""
     B, N = st.running_scores.shape
     if do_sample:
@@ -93,7 +95,9 @@ def top_continuations(
     return top_scores, seqs, origin
 
 
-def hits_stop(seqs: torch.Tensor, cur: int, total_len: int, ctx: DecodeContext, eos: torch.Tensor | None):
+def hits_stop(
+    seqs: torch.Tensor, cur: int, total_len: int, ctx: DecodeContext, eos: torch.Tensor | None
+) -> torch.Tensor:
     """(B, K) bool: candidate sequences (B, K, L) that end with this step's token."""
     B, K, _ = seqs.shape
     new = seqs[:, :, cur]
@@ -108,17 +112,20 @@ def hits_stop(seqs: torch.Tensor, cur: int, total_len: int, ctx: DecodeContext, 
 
 def update_pool(
     st: BeamState,
-    top_scores,
-    seqs,
-    origin,
-    hit,
+    top_scores: torch.Tensor,
+    seqs: torch.Tensor,
+    origin: torch.Tensor,
+    hit: torch.Tensor,
     cur: int,
     T: int,
     num_beams: int,
     length_penalty: float,
-    early_stopping,
+    early_stopping: EarlyStopping,
 ) -> None:
-    """Merge the continuations that just finished (among the top N) into the pool of N best."""
+    """Merge the continuations that just finished (among the top N) into the pool of N best.
+
+    top_scores / hit: (B, K) summed log-probs / ends here; seqs: (B, K, L); origin: (B, K, L - T).
+    """
     K = seqs.shape[1]
     in_top = torch.arange(K, device=seqs.device) < num_beams
     just_finished = hit & in_top[None, :]
@@ -136,7 +143,7 @@ def update_pool(
 
 
 def still_improvable(
-    st: BeamState, cur: int, T: int, total_len: int, length_penalty: float, early_stopping
+    st: BeamState, cur: int, T: int, total_len: int, length_penalty: float, early_stopping: EarlyStopping
 ) -> torch.Tensor:
     """(B, 1): could the best running beam still beat the worst finished hypothesis? (``cur`` is the new length)"""
     if early_stopping == "never" and length_penalty > 0.0:
@@ -148,8 +155,11 @@ def still_improvable(
     return st.improvable & torch.any(best_running > worst, dim=-1, keepdim=True)
 
 
-def beam_search(runner, model, ctx: DecodeContext, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run beam search over ``ctx.tokens`` (B*N, L) rows (each prompt repeated N times).
+def beam_search(
+    runner: Runner, model: CachedModel, ctx: DecodeContext, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run beam search over ``ctx.tokens`` (B*N, L) rows (each prompt repeated N times); ``model`` is the one
+    ``runner`` drives, whose caches follow the beams.
 
     Returns:
         sequences (B * num_return_sequences, T + generated) and their scores (B * num_return_sequences,).
@@ -179,7 +189,7 @@ def beam_search(runner, model, ctx: DecodeContext, batch_size: int) -> tuple[tor
         st.running_origin = gather_beams(origin, keep)
         update_pool(st, top_scores, seqs, origin, hit, cur, T, N, cfg.length_penalty, cfg.early_stopping)
         if ctx.use_cache:
-            reorder_caches(model, st.running_origin[:, :, cur - T].reshape(-1).long())
+            model.reorder_caches(st.running_origin[:, :, cur - T].reshape(-1).long())
         cur += 1
         st.improvable = still_improvable(st, cur, T, L, cfg.length_penalty, cfg.early_stopping)
         pool_done = bool(st.finished.all()) and cfg.early_stopping is True

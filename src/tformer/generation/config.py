@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from tformer.config import ModelConfig
 from tformer.errors import TformerError
+
+EarlyStopping = bool | Literal["never"]
 
 
 class GenerationError(TformerError, ValueError):
@@ -27,7 +30,7 @@ class GenerationConfig:
     top_p: float | None = None
     num_beams: int = 1
     length_penalty: float = 1.0
-    early_stopping: bool | Literal["never"] = False
+    early_stopping: EarlyStopping = False
     num_return_sequences: int = 1
     repetition_penalty: float = 1.0
     eos_token_id: int | list[int] | None = None
@@ -87,17 +90,19 @@ class GenerationConfig:
 
     @property
     def eos_ids(self) -> list[int]:
+        """``eos_token_id`` as a list (empty when unset)."""
         if self.eos_token_id is None:
             return []
         return [self.eos_token_id] if isinstance(self.eos_token_id, int) else list(self.eos_token_id)
 
     @property
     def stop_string_list(self) -> list[str]:
+        """``stop_strings`` as a list (empty when unset)."""
         if not self.stop_strings:
             return []
         return [self.stop_strings] if isinstance(self.stop_strings, str) else list(self.stop_strings)
 
-    def resolve_special_tokens(self, model_config: Any, encoder_decoder: bool) -> None:
+    def resolve_special_tokens(self, model_config: ModelConfig, encoder_decoder: bool) -> None:
         """Fill unset special tokens from the model config, as Hugging Face's generate does."""
         if self.eos_token_id is None:
             self.eos_token_id = model_config.eos_token_id

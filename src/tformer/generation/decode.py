@@ -14,6 +14,7 @@ import torch
 
 from tformer.generation.config import GenerationConfig
 from tformer.generation.logits_processing import process_scores
+from tformer.generation.runners import Runner
 from tformer.generation.sampling import select_next
 from tformer.generation.stopping import StopStrings, eos_hit
 
@@ -36,26 +37,28 @@ class DecodeContext:
     logits: list[torch.Tensor] = field(default_factory=list)  # raw logits per step, when asked
 
     def record(self, logits: torch.Tensor) -> None:
+        """Keep a copy of this step's raw logits (B, V) when ``output_logits`` asks for them."""
         if self.config.output_logits:
             self.logits.append(logits.float().clone())
 
     @property
     def eos(self) -> torch.Tensor | None:
+        """The EOS ids as a tensor on the tokens' device, or None without any."""
         ids = self.config.eos_ids
         return torch.tensor(ids, device=self.tokens.device) if ids else None
 
 
-def first_logits(runner, ctx: DecodeContext, tokens: torch.Tensor) -> torch.Tensor:
+def first_logits(runner: Runner, ctx: DecodeContext, tokens: torch.Tensor) -> torch.Tensor:
     """Logits after the prompt: a cached prefill, or an uncached full pass."""
     return runner.prefill(tokens) if ctx.use_cache else runner.full(tokens)
 
 
-def next_logits(runner, ctx: DecodeContext, tokens: torch.Tensor, cur: int) -> torch.Tensor:
+def next_logits(runner: Runner, ctx: DecodeContext, tokens: torch.Tensor, cur: int) -> torch.Tensor:
     """Logits after tokens[:, :cur]: forward only the newest token with a cache, everything without."""
     return runner.step(tokens[:, cur - 1 : cur], cur - 1) if ctx.use_cache else runner.full(tokens[:, :cur])
 
 
-def decode_tokens(runner, ctx: DecodeContext) -> Iterator[torch.Tensor]:
+def decode_tokens(runner: Runner, ctx: DecodeContext) -> Iterator[torch.Tensor]:
     """Yield each step's new tokens (B,) until every row finished or the buffer is full.
 
     On return, ``ctx.tokens[:, :prompt_len + steps]`` holds prompt and generated tokens.

@@ -7,11 +7,10 @@ further back). The token that completes it is kept; later positions are padded.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from tformer.generation.config import GenerationError
+from tformer.tokenizers.stream import SupportsDecode
 
 
 def eos_hit(next_tokens: torch.Tensor, eos: torch.Tensor | None) -> torch.Tensor:
@@ -24,7 +23,7 @@ def eos_hit(next_tokens: torch.Tensor, eos: torch.Tensor | None) -> torch.Tensor
 class StopStrings:
     """Checks the end of each sequence's text for any of ``strings``, with the tokenizer's ``decode``."""
 
-    def __init__(self, strings: list[str], tokenizer: Any) -> None:
+    def __init__(self, strings: list[str], tokenizer: SupportsDecode | None) -> None:
         if tokenizer is None:
             raise GenerationError("stop_strings needs the tokenizer: pass tokenizer=... to generate")
         if any(not s for s in strings):

@@ -117,13 +117,18 @@ def _ignored(config: ModelConfig) -> list[str]:
     return ignore
 
 
-def _mlm_bias(tensors: Tensors) -> Tensors:
-    """The output bias: ``decoder.bias`` is what HF's forward adds; ``cls.predictions.bias`` is its tied twin."""
-    decoder_bias = tensors.pop("cls.predictions.decoder.bias", None)
-    bias = tensors.pop("cls.predictions.bias", None)
+def pick_mlm_bias(
+    tensors: Tensors, prefix: str = "cls.predictions.", architecture: str = "BertForMaskedLM"
+) -> Tensors:
+    """The output bias: ``{prefix}decoder.bias`` is what HF's forward adds; ``{prefix}bias`` is its tied twin.
+
+    A file may hold either or both; the result holds it once, as ``head.decoder.bias``.
+    """
+    decoder_bias = tensors.pop(f"{prefix}decoder.bias", None)
+    bias = tensors.pop(f"{prefix}bias", None)
     chosen = decoder_bias if decoder_bias is not None else bias
     if chosen is None:
-        raise CheckpointError("BertForMaskedLM checkpoint is missing weight 'cls.predictions.bias'")
+        raise CheckpointError(f"{architecture} checkpoint is missing weight '{prefix}bias'")
     tensors["head.decoder.bias"] = chosen
     return tensors
 
@@ -142,7 +147,7 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     if config.pooler:
         rules += POOLER_RULES
     if config.head == "mlm":
-        tensors = _mlm_bias(drop_tied(tensors, MLM_WEIGHT, config.tie_word_embeddings))
+        tensors = pick_mlm_bias(drop_tied(tensors, MLM_WEIGHT, config.tie_word_embeddings))
         rules += MLM_RULES
     elif config.head in ("classification", "token_classification"):
         rules += CLASSIFIER_RULES

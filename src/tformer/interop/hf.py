@@ -10,7 +10,7 @@ from typing import Any
 
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
-from tformer.interop import bart, bert, gpt2, llama, mixtral, t5
+from tformer.interop import bart, bert, gpt2, llama, longformer, mixtral, t5
 from tformer.interop.common import Converter
 
 # HF architecture name -> the converter of its family
@@ -25,6 +25,8 @@ CONVERTERS: dict[str, Converter] = {
     "BertForTokenClassification": bert.CONVERTER,
     "T5ForConditionalGeneration": t5.CONVERTER,
     "BartForConditionalGeneration": bart.CONVERTER,
+    "LongformerModel": longformer.CONVERTER,
+    "LongformerForMaskedLM": longformer.CONVERTER,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -22,7 +24,7 @@ MODEL_CLASSES: dict[str, type[TransformerModel]] = {
 }
 
 
-def build(config: ModelConfig | str, init: bool = True, **overrides) -> TransformerModel:
+def build(config: ModelConfig | str, init: bool = True, **overrides: Any) -> TransformerModel:
     """A freshly initialised model from a config or a preset name (with optional field overrides).
 
     Example: ``build("gpt-tiny", vocab_size=65)``.

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import tformer.generation as generation
 from tformer.config import ModelConfig
 from tformer.io import unique_state_dict, write_model_dir
 from tformer.nn.attention import ATTN_IMPLS, Attention
@@ -30,6 +31,7 @@ class TransformerModel(nn.Module):
 
     # --- structure -------------------------------------------------------------------------------
     def stacks(self) -> list[TransformerStack]:
+        """Every stack of blocks (one for decoder-only and encoder models, two for encoder-decoders)."""
         return [m for m in self.modules() if isinstance(m, TransformerStack)]
 
     def decoder_stack(self) -> TransformerStack:
@@ -38,10 +40,12 @@ class TransformerModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device of the weights."""
         return next(self.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the weights."""
         return next(self.parameters()).dtype
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
@@ -66,6 +70,7 @@ class TransformerModel(nn.Module):
         return self
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> TransformerModel:
+        """Recompute each block's activations in the backward pass (less memory, more compute)."""
         for stack in self.stacks():
             stack.gradient_checkpointing = enabled
         return self
@@ -80,8 +85,9 @@ class TransformerModel(nn.Module):
     ) -> None:
         """Preallocate the decoder's key/value caches for ``batch_size`` sequences of ``max_seq_len`` tokens.
 
-        Sliding-window models get ring buffers of the window size. Cross-attention gets a slot for
-        keys/values computed once from the encoder output.
+        Sliding-window models get ring buffers of the window size; an attention kind with its own decoding
+        state (Performer) gets that instead. Cross-attention gets a slot for keys/values computed once from
+        the encoder output.
         """
         cfg = self.config
         max_seq_len = max_seq_len or cfg.max_seq_len
@@ -92,7 +98,10 @@ class TransformerModel(nn.Module):
         dtype, device = dtype or self.dtype, device or self.device
         window = cfg.sliding_window
         for block in self.decoder_stack().layers:
-            if window is not None and window < max_seq_len:
+            make_state = getattr(block.attn.kind, "make_cache", None)  # e.g. Performer's constant-size state
+            if make_state is not None:
+                block.attn.cache = make_state(batch_size, dtype, device)
+            elif window is not None and window < max_seq_len:
                 block.attn.cache = RollingKVCache(
                     batch_size, cfg.n_kv_heads, window, cfg.head_dim, dtype, device
                 )
@@ -102,6 +111,12 @@ class TransformerModel(nn.Module):
                 )
             if block.cross_attn is not None:
                 block.cross_attn.cache = StaticKV()
+
+    def reorder_caches(self, index: torch.Tensor) -> None:
+        """Beam search: row i of every cache becomes old row ``index[i]`` (index (B,) of rows)."""
+        for m in self.modules():
+            if isinstance(m, (KVCache, StaticKV)):
+                m.reorder(index)
 
     def reset_caches(self) -> None:
         """Empty the caches (keep the buffers) before a new sequence."""
@@ -117,6 +132,7 @@ class TransformerModel(nn.Module):
                 block.cross_attn.cache = None
 
     def cache_nbytes(self) -> int:
+        """Bytes held by the key/value caches."""
         return sum(m.nbytes() for m in self.modules() if isinstance(m, KVCache))
 
     # --- delegation ------------------------------------------------------------------------------
@@ -124,8 +140,6 @@ class TransformerModel(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` to a directory (atomically)."""
         write_model_dir(path, self.config, unique_state_dict(self))
 
-    def generate(self, input_ids: torch.Tensor, **kwargs: Any):
+    def generate(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor | generation.GenerateOutput:
         """Autoregressive generation; see ``tformer.generation.generate`` for the options."""
-        from tformer.generation import generate
-
-        return generate(self, input_ids, **kwargs)
+        return generation.generate(self, input_ids, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from torch import nn
 
@@ -20,15 +21,28 @@ from tformer.nn import (
     make_feedforward,
     make_norm,
 )
+from tformer.nn.attention_kinds import make_attention_kind
 from tformer.nn.moe import MoEFeedForward
 
 
-def norm_factory(cfg: ModelConfig):
+def norm_factory(cfg: ModelConfig) -> Callable[[], nn.Module]:
     """A zero-argument callable making the configured norm at width d_model."""
     return lambda: make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, bias=cfg.norm_bias)
 
 
 def make_attention(cfg: ModelConfig, cross: bool = False) -> Attention:
+    """Self-attention (or cross-attention over an encoder's memory) with the configured heads and biases."""
+    kind = None
+    if not cross:  # cross-attention stays exact: its keys are the (short) encoder output
+        kind = make_attention_kind(
+            cfg.attention_kind,
+            cfg.attention_params,
+            d_model=cfg.d_model,
+            n_heads=cfg.n_heads,
+            n_kv_heads=cfg.n_kv_heads,
+            head_dim=cfg.head_dim,
+            qkv_bias=cfg.attn_bias,
+        )
     return Attention(
         cfg.d_model,
         cfg.n_heads,
@@ -39,10 +53,12 @@ def make_attention(cfg: ModelConfig, cross: bool = False) -> Attention:
         scale=cfg.attention_scale,
         dropout=cfg.attn_dropout,
         cross=cross,
+        kind=kind,
     )
 
 
 def make_block(cfg: ModelConfig, cross: bool = False) -> TransformerBlock:
+    """One layer: attention, optional cross-attention, and a dense or mixture-of-experts feed-forward."""
     if cfg.n_experts:
         ffn: nn.Module = MoEFeedForward(
             cfg.d_model,
@@ -66,6 +82,7 @@ def make_block(cfg: ModelConfig, cross: bool = False) -> TransformerBlock:
 
 
 def make_embedding(cfg: ModelConfig, tok: nn.Embedding) -> InputEmbedding:
+    """Token embedding plus the configured absolute positions, segments, norm and dropout."""
     positions: nn.Module | None = None
     if cfg.position == "learned":
         positions = LearnedPositionalEmbedding(cfg.max_seq_len, cfg.d_model, offset=cfg.position_offset)

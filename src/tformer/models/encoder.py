@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from tformer.config import ModelConfig
 from tformer.models.base import TransformerModel
 from tformer.models.components import make_stack, norm_factory
-from tformer.models.outputs import ModelOutput, split_attentions
+from tformer.models.outputs import ModelOutput, moe_aux_loss, split_attentions
 from tformer.nn.feedforward import get_activation
 from tformer.nn.stack import TransformerStack
 
@@ -20,7 +22,8 @@ class Pooler(nn.Module):
         super().__init__()
         self.dense = nn.Linear(d_model, d_model)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, d)
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) -> (B, d)."""
         return torch.tanh(self.dense(h[:, 0]))
 
 
@@ -34,7 +37,8 @@ class MaskedLMHead(nn.Module):
         self.norm = norm_factory(cfg)()
         self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T, vocab)
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) -> (B, T, vocab)."""
         return self.decoder(self.norm(self.act(self.dense(h))))
 
 
@@ -63,6 +67,7 @@ class EncoderModel(TransformerModel):
             )
 
     def decoder_stack(self) -> TransformerStack:
+        """An encoder has none: a clear error."""
         raise ValueError("an encoder-only model does not generate; use a decoder or encoder-decoder model")
 
     def forward(
@@ -72,11 +77,24 @@ class EncoderModel(TransformerModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         output_attentions: bool = False,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """input_ids (B, T), attention_mask (B, T), token_type_ids (B, T) segment ids."""
-        h, attn = self.body(
-            input_ids, attention_mask, position_ids, token_type_ids, output_attentions=output_attentions
+        """input_ids (B, T), attention_mask (B, T), token_type_ids (B, T) segment ids; maps of the
+        ``attention_layers`` / ``heads`` selection with ``output_attentions``; global_attention_mask (B, T)
+        1 for global tokens (attention_kind='local_global', as Longformer)."""
+        out = self.body(
+            input_ids,
+            attention_mask,
+            position_ids,
+            token_type_ids,
+            output_attentions=output_attentions,
+            attention_layers=attention_layers,
+            heads=heads,
+            global_attention_mask=global_attention_mask,
         )
+        h = out.hidden
         pooled = self.pooler(h) if self.pooler is not None else None
         logits = None
         if self.config.head == "mlm":
@@ -85,5 +103,12 @@ class EncoderModel(TransformerModel):
             logits = self.head(pooled if pooled is not None else h[:, 0])
         elif self.config.head == "token_classification":
             logits = self.head(h)
-        attentions, _ = split_attentions(attn)
-        return ModelOutput(logits=logits, last_hidden_state=h, pooler_output=pooled, attentions=attentions)
+        attentions, _ = split_attentions(out.attentions)
+        return ModelOutput(
+            logits=logits,
+            last_hidden_state=h,
+            pooler_output=pooled,
+            attentions=attentions,
+            aux_loss=moe_aux_loss(out.router_logits, self.config.n_experts_per_token),
+            router_logits=out.router_logits or None,
+        )

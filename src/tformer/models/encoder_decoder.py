@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from tformer.config import ModelConfig
 from tformer.models.base import TransformerModel
 from tformer.models.components import make_stack
-from tformer.models.outputs import ModelOutput, split_attentions
+from tformer.models.outputs import ModelOutput, keep_positions, moe_aux_loss, split_attentions
 from tformer.nn.stack import TransformerStack
 
 
@@ -28,6 +30,7 @@ class EncoderDecoderLM(TransformerModel):
             self.lm_head.weight = self.shared.weight
 
     def decoder_stack(self) -> TransformerStack:
+        """The stack that generates tokens; caches live here."""
         return self.decoder
 
     def encode(
@@ -37,8 +40,7 @@ class EncoderDecoderLM(TransformerModel):
         output_attentions: bool = False,
     ) -> torch.Tensor:
         """Source ids (B, S) -> memory (B, S, d_model)."""
-        memory, _ = self.encoder(input_ids, attention_mask, output_attentions=output_attentions)
-        return memory
+        return self.encoder(input_ids, attention_mask, output_attentions=output_attentions).hidden
 
     def decode(
         self,
@@ -48,24 +50,37 @@ class EncoderDecoderLM(TransformerModel):
         decoder_attention_mask: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
         output_attentions: bool = False,
+        logits_to_keep: int | torch.Tensor = 0,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
         """Target ids (B, T) attending to memory (B, S, d_model) -> logits (B, T, vocab).
 
-        ``memory_mask`` (B, S) is the source attention mask; ``input_pos`` (T,) the cache positions.
+        ``memory_mask`` (B, S) is the source attention mask; ``input_pos`` (T,) the cache positions;
+        ``logits_to_keep`` scores only the last k positions (0 = all) or those of a 1-D index tensor.
+        ``output_attentions`` returns self- and cross-attention maps of the ``attention_layers`` / ``heads``.
         """
-        h, attn = self.decoder(
+        out = self.decoder(
             decoder_input_ids,
             decoder_attention_mask,
             input_pos=input_pos,
             memory=memory,
             memory_mask=memory_mask,
             output_attentions=output_attentions,
+            attention_layers=attention_layers,
+            heads=heads,
         )
+        h = keep_positions(out.hidden, logits_to_keep)  # (B, T, d_model) -> (B, k, d_model)
         # T5 folds d_model**-0.5 into the tied projection's input
         scaled = h * self.config.d_model**-0.5 if self.config.scale_decoder_outputs else h
-        attentions, cross = split_attentions(attn)
+        attentions, cross = split_attentions(out.attentions)
         return ModelOutput(
-            logits=self.lm_head(scaled), last_hidden_state=h, attentions=attentions, cross_attentions=cross
+            logits=self.lm_head(scaled),
+            last_hidden_state=out.hidden,
+            attentions=attentions,
+            cross_attentions=cross,
+            aux_loss=moe_aux_loss(out.router_logits, self.config.n_experts_per_token),
+            router_logits=out.router_logits or None,
         )
 
     def forward(
@@ -76,19 +91,31 @@ class EncoderDecoderLM(TransformerModel):
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: torch.Tensor | None = None,
         output_attentions: bool = False,
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> ModelOutput:
-        """Teacher-forced pass: source (B, S) and decoder input (B, T) -> logits (B, T, vocab)."""
+        """Teacher-forced pass: source (B, S) and decoder input (B, T) -> logits (B, T, vocab).
+
+        ``output_attentions`` returns the encoder's, the decoder's and the cross-attention maps of the
+        ``attention_layers`` / ``heads`` selection (the same indices in both stacks). With experts,
+        ``aux_loss`` balances the routing of encoder and decoder together.
+        """
         if decoder_input_ids is None:
             raise ValueError(
                 "decoder_input_ids is required (the target shifted right, starting with the start token)"
             )
-        memory = encoder_outputs if encoder_outputs is not None else self.encode(input_ids, attention_mask)
-        out = self.decode(
-            decoder_input_ids,
-            memory,
-            attention_mask,
-            decoder_attention_mask,
-            output_attentions=output_attentions,
-        )
+        maps = dict(output_attentions=output_attentions, attention_layers=attention_layers, heads=heads)
+        encoder_attentions = None
+        if encoder_outputs is None:
+            encoded = self.encoder(input_ids, attention_mask, **maps)
+            memory, encoder_routers = encoded.hidden, encoded.router_logits
+            encoder_attentions, _ = split_attentions(encoded.attentions)
+        else:
+            memory, encoder_routers = encoder_outputs, ()
+        out = self.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, **maps)
+        if encoder_routers:
+            out.router_logits = encoder_routers + (out.router_logits or ())
+            out.aux_loss = moe_aux_loss(out.router_logits, self.config.n_experts_per_token)
         out.encoder_last_hidden_state = memory
+        out.encoder_attentions = encoder_attentions
         return out

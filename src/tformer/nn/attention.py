@@ -4,18 +4,26 @@ Two interchangeable backends compute softmax(Q K^T * scale + mask) V:
 - ``"reference"``: readable matmul-softmax-matmul that can return the attention weights;
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels).
 Shapes: B batch, T queries, S keys, H query heads, Hkv key/value heads, D head_dim.
+
+Kernel backends subclass ``Attention`` and override ``attend`` (the fused path's math) for the calls they
+compute, deferring to it for the rest: ``tformer.kernels.native_kernels(model)`` swaps such a subclass in
+(and back out), so ``type(module)`` shows which path runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tformer.nn.attention_maps import attention_probabilities
 from tformer.nn.kv_cache import KVCache, StaticKV
 from tformer.nn.positions import apply_rotary
+
+if TYPE_CHECKING:  # the kinds import this module; at run time Attention only calls them
+    from tformer.nn.attention_kinds.base import MaskSpec
 
 ATTN_IMPLS = ("sdpa", "reference")
 
@@ -42,16 +50,8 @@ def reference_attention(
     ``is_causal`` applies only when ``mask`` is None (a given mask already encodes causality), as in the
     fused path.
     """
-    n_rep = q.shape[1] // k.shape[1]
-    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
-    scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, T, S)
-    if is_causal and mask is None:
-        T, S = scores.shape[-2:]
-        future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu(S - T + 1)
-        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
-    if mask is not None:
-        scores = scores + mask
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    weights = attention_probabilities(q, k, mask, is_causal, scale)  # (B, H, T, S)
+    v = repeat_kv(v, q.shape[1] // k.shape[1])
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v, weights
@@ -91,6 +91,8 @@ class Attention(nn.Module):
         head_dim: width of each head. qkv_bias / out_bias: biases on the projections.
         scale: multiplier of q k^T (1/sqrt(head_dim) in the paper; T5 folds it into the weights: 1.0).
         dropout: on the attention probabilities. cross: cross-attention.
+        kind: an efficient attention kind (``tformer.nn.attention_kinds``) computing softmax attention
+            from q, k, v its own way, with a ``MaskSpec`` instead of a dense mask; None: exact attention.
     """
 
     def __init__(
@@ -105,8 +107,11 @@ class Attention(nn.Module):
         scale: float | None = None,
         dropout: float = 0.0,
         cross: bool = False,
+        kind: nn.Module | None = None,
     ):
         super().__init__()
+        if cross and kind is not None:
+            raise ValueError("cross-attention is exact; attention kinds apply to self-attention only")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.scale = scale if scale is not None else head_dim**-0.5
         self.dropout, self.cross = dropout, cross
@@ -119,9 +124,19 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q_dim, d_model, bias=out_bias)
         self.impl = "sdpa"
         self.cache: KVCache | StaticKV | None = None
-        # optional kernel for one unmasked query (q, k, v, scale) -> out or None, set by
-        # tformer.generation.native_kernels; None returns the call to the backends above
-        self.decode_kernel: Callable | None = None
+        self.kind = kind
+
+    @property
+    def kind_name(self) -> str:
+        """The attention kind's name: ``"exact"`` for this module's own softmax attention."""
+        return "exact" if self.kind is None else self.kind.name
+
+    @property
+    def weights_unavailable(self) -> str | None:
+        """Why this layer cannot return attention maps (tformer.nn.attention_maps), or None: it can."""
+        if self.kind is None:
+            return None
+        return "it computes attention without materialising the probabilities"
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, T, _ = x.shape
@@ -151,34 +166,65 @@ class Attention(nn.Module):
             k, v = self.cache.update(input_pos, k, v)
         return q, k, v
 
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        dropout_p: float,
+    ) -> torch.Tensor:
+        """The fused backend's softmax(q k^T * scale + mask) v: q (B, H, T, D), k/v (B, Hkv, S, D) ->
+        (B, H, T, D). The extension point of kernel backends (see the module docstring)."""
+        return fused_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
+
     def forward(
         self,
         x: torch.Tensor,
         *,
         memory: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | MaskSpec | None = None,
         is_causal: bool = False,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         input_pos: torch.Tensor | None = None,
         need_weights: bool = False,
+        weight_heads: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend from x (B, T, d_model); returns (output (B, T, d_model), weights (B, H, T, S) or None).
+        """Attend from x (B, T, d_model); returns (output (B, T, d_model), weights (B, H|h, T, S) or None).
 
         ``mask`` is additive and broadcastable to (B, H, T, S); ``is_causal`` applies a causal mask when
         ``mask`` is None. ``rope`` is (cos, sin), each (B, T, D). ``input_pos`` (T,) are the cache slots.
-        Weights are only available from the reference backend (``need_weights`` forces it).
+        ``need_weights`` returns the attention probabilities of the heads in ``weight_heads`` (default all)
+        without changing the backend: under SDPA they are recomputed from the same q, k and mask.
+        With an attention ``kind``, ``mask`` is a ``MaskSpec`` (or None) and no weights exist.
         """
         B, T, _ = x.shape
         q, k, v = self._project(x, memory, rope, input_pos)
         dropout_p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights or self.impl == "reference":
+        if self.kind is not None:
+            if need_weights:
+                raise ValueError(f"attention_kind={self.kind.name!r} never materialises attention weights")
+            out = self.kind(
+                q,
+                k,
+                v,
+                mask=mask,
+                is_causal=is_causal,
+                scale=self.scale,
+                dropout_p=dropout_p,
+                x=x,
+                rope=rope,
+                cache=self.cache,
+            )
+        elif self.impl == "reference":
             out, weights = reference_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
+            if need_weights and weight_heads is not None:
+                weights = weights[:, list(weight_heads)]
         else:
-            out = None
-            if self.decode_kernel is not None and T == 1 and mask is None and dropout_p == 0.0:
-                out = self.decode_kernel(q, k, v, self.scale)
-            if out is None:
-                out = fused_attention(q, k, v, mask, is_causal, self.scale, dropout_p)
+            if need_weights:  # before dropout, as the reference path returns them
+                weights = attention_probabilities(q, k, mask, is_causal, self.scale, weight_heads)
+            out = self.attend(q, k, v, mask, is_causal, dropout_p)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, H, T, D) -> (B, T, H*D)
         return self.o_proj(out), weights if need_weights else None

@@ -2,6 +2,10 @@
 
 Pre-LN:  x = x + Dropout(Sublayer(Norm(x)))   (GPT-2, Llama, T5)
 Post-LN: x = Norm(x + Dropout(Sublayer(x)))    (the 2017 paper, BERT, BART)
+
+``TransformerBlock.forward`` is the reference for kernel backends: ``tformer.kernels.native_kernels(model)``
+swaps in a subclass whose ``forward`` computes a whole one-token decoding step in one native call where it
+can and defers to this one everywhere else (and swaps it back out); ``type(module)`` shows which runs.
 """
 
 from __future__ import annotations
@@ -38,9 +42,6 @@ class TransformerBlock(nn.Module):
             self.cross_attn_norm = self.cross_attn = None
         self.ffn_norm, self.ffn = make_norm(), ffn
         self.dropout = nn.Dropout(dropout)
-        # optional fused kernel for one cached decoding step, set by tformer.generation.native_kernels:
-        # (x, input_pos, rope) -> new x, or None to run the layer below (the reference)
-        self.decode_kernel: Callable | None = None
 
     def _residual(
         self, x: torch.Tensor, norm: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]
@@ -60,28 +61,28 @@ class TransformerBlock(nn.Module):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        weight_heads: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
-        """x (B, T, d_model) -> (B, T, d_model), plus (self, cross) attention weights when asked."""
-        if (
-            self.decode_kernel is not None
-            and mask is None
-            and not is_causal
-            and memory is None
-            and not need_weights
-        ):
-            out = self.decode_kernel(x, input_pos, rope)
-            if out is not None:
-                return out, (None, None)
+        """x (B, T, d_model) -> (B, T, d_model), plus (self, cross) attention weights of ``weight_heads``
+        (default all heads) when asked."""
         weights: list[torch.Tensor | None] = [None, None]
 
         def self_attention(h: torch.Tensor) -> torch.Tensor:
             out, weights[0] = self.attn(
-                h, mask=mask, is_causal=is_causal, rope=rope, input_pos=input_pos, need_weights=need_weights
+                h,
+                mask=mask,
+                is_causal=is_causal,
+                rope=rope,
+                input_pos=input_pos,
+                need_weights=need_weights,
+                weight_heads=weight_heads,
             )
             return out
 
         def cross_attention(h: torch.Tensor) -> torch.Tensor:
-            out, weights[1] = self.cross_attn(h, memory=memory, mask=memory_mask, need_weights=need_weights)
+            out, weights[1] = self.cross_attn(
+                h, memory=memory, mask=memory_mask, need_weights=need_weights, weight_heads=weight_heads
+            )
             return out
 
         x = self._residual(x, self.attn_norm, self_attention)

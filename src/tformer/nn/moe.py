@@ -38,7 +38,9 @@ class MoEFeedForward(nn.Module):
         self.experts = nn.ModuleList(
             make_feedforward(d_model, d_ff, activation, gated, bias) for _ in range(n_experts)
         )
-        self.router_logits: torch.Tensor | None = None  # (N, E) of the last call, for a balancing loss
+        # (N, E) of the last call: the enclosing TransformerStack returns them with its output, and the model
+        # turns them into its ``aux_loss`` (a module's forward returns one tensor, like a dense feed-forward)
+        self.router_logits: torch.Tensor | None = None
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (N, d) -> router logits (N, E), top-k weights (N, k) summing to 1, expert indices (N, k)."""
@@ -48,6 +50,7 @@ class MoEFeedForward(nn.Module):
         return logits, weights / weights.sum(dim=-1, keepdim=True), index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, d) -> (B, T, d); keeps this call's router logits (B*T, E) in ``router_logits``."""
         B, T, D = x.shape
         flat = x.reshape(B * T, D)  # (B, T, D) -> (N, D)
         logits, weights, index = self.route(flat)
@@ -61,9 +64,15 @@ class MoEFeedForward(nn.Module):
         return out.view(B, T, D)
 
 
-def load_balancing_loss(router_logits: list[torch.Tensor], top_k: int) -> torch.Tensor:
+def load_balancing_loss(
+    router_logits: list[torch.Tensor] | tuple[torch.Tensor, ...], top_k: int
+) -> torch.Tensor:
     """Switch-Transformer auxiliary loss E * sum_e f_e * P_e over all layers' (N, E) router logits:
-    f_e the fraction of routing slots sent to expert e, P_e its mean router probability. 1.0 when balanced."""
+    f_e the fraction of routing slots sent to expert e, P_e its mean router probability. 1.0 when balanced.
+
+    As in Hugging Face's Mixtral (``load_balancing_loss_func`` without a mask), f and P are taken over the
+    tokens of every layer together, not per layer; f is divided by top_k, so this is Mixtral's value / top_k.
+    """
     logits = torch.cat(router_logits)
     n_experts = logits.shape[-1]
     probs = torch.softmax(logits.float(), dim=-1)

@@ -6,14 +6,35 @@ T tokens in this call, S keys (T without cache; all cached positions with one).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tformer.nn.attention_kinds.base import MaskSpec
+from tformer.nn.attention_maps import MapSelection, check_weights_available
 from tformer.nn.block import TransformerBlock
 from tformer.nn.embedding import InputEmbedding
 from tformer.nn.masks import build_attention_mask, padding_at, padding_mask_bias
+from tformer.nn.moe import MoEFeedForward
 from tformer.nn.positions import RotaryEmbedding
+
+LayerWeights = tuple[torch.Tensor | None, torch.Tensor | None]
+
+
+class StackOutput(NamedTuple):
+    """What a stack's forward returns.
+
+    hidden: (B, T, d_model) after the final norm.
+    attentions: per-layer (self, cross) attention weights when asked, else None.
+    router_logits: (B*T, E) router logits of each mixture-of-experts layer; empty without experts.
+    """
+
+    hidden: torch.Tensor
+    attentions: list[LayerWeights] | None
+    router_logits: tuple[torch.Tensor, ...]
 
 
 class TransformerStack(nn.Module):
@@ -49,8 +70,24 @@ class TransformerStack(nn.Module):
         self.rotary, self.position_bias = rotary, position_bias
         self.gradient_checkpointing = False
 
+    def _map_selection(self, layers: Sequence[int] | None, heads: Sequence[int] | None) -> MapSelection:
+        """The validated layers/heads to return maps for; fails early for an attention kind without them."""
+        selection = MapSelection.resolve(
+            layers,
+            heads,
+            n_layers=len(self.layers),
+            n_heads=self.layers[0].attn.n_heads,
+            where="decoder" if self.causal else "encoder",
+        )
+        for i in selection.layers:
+            check_weights_available(self.layers[i].attn)
+            if self.layers[i].cross_attn is not None:
+                check_weights_available(self.layers[i].cross_attn)
+        return selection
+
     @property
     def caching(self) -> bool:
+        """Whether key/value caches are set up (then every call needs ``input_pos``)."""
         return self.layers[0].attn.cache is not None
 
     def forward(
@@ -63,7 +100,10 @@ class TransformerStack(nn.Module):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor | None, torch.Tensor | None]] | None]:
+        attention_layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
+        global_attention_mask: torch.Tensor | None = None,
+    ) -> StackOutput:
         """Run the stack on input_ids (B, T).
 
         Args:
@@ -72,10 +112,17 @@ class TransformerStack(nn.Module):
             position_ids: (B, T) positions for embeddings/RoPE; default ``input_pos``.
             input_pos: (T,) absolute positions of these tokens (cache slots); default 0..T-1.
             memory: (B, S_enc, d_model) encoder output for cross-attention; memory_mask (B, S_enc).
+            output_attentions: return attention maps, for the layers in ``attention_layers`` and the heads
+                in ``heads`` (default all; negative indices count from the end). The backend stays as set.
+            global_attention_mask: (B, L) 1 for global tokens (attention_kind='local_global'), like
+                attention_mask over every position so far.
 
         Returns:
-            hidden states (B, T, d_model), and per-layer (self, cross) attention weights when asked.
+            a ``StackOutput``: hidden states (B, T, d_model), per-layer (self, cross) attention weights
+            (B, H|h, T, S) when asked ((None, None) for a layer not selected), and the router logits of every
+            mixture-of-experts layer (for a load-balancing loss).
         """
+        maps = self._map_selection(attention_layers, heads) if output_attentions else None
         B, T = input_ids.shape
         device = input_ids.device
         aligned = input_pos is None and not self.caching
@@ -93,24 +140,36 @@ class TransformerStack(nn.Module):
         # then runs unmasked (the fast path of every kernel)
         causal = self.causal and not (T == 1 and self.caching and cache.single_query_sees_all_keys)
         bias = self.position_bias(input_pos, k_pos) if self.position_bias is not None else None
-        key_padding = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            key_padding = padding_at(attention_mask, k_pos)
-        mask, is_causal = build_attention_mask(
-            input_pos,
-            k_pos,
-            causal=causal,
-            dtype=x.dtype,
-            sliding_window=self.sliding_window,
-            key_padding=key_padding,
-            bias=bias,
-            aligned=aligned,
-        )
+        if self.layers[0].attn.kind is not None:
+            # an efficient attention kind gets the mask described, never a dense (T, S) matrix
+            mask: torch.Tensor | MaskSpec | None = MaskSpec.build(
+                input_pos, k_pos, attention_mask, global_attention_mask
+            )
+            is_causal = self.causal
+        else:
+            if global_attention_mask is not None:
+                raise ValueError(
+                    "global_attention_mask needs attention_kind='local_global' (it has global tokens)"
+                )
+            key_padding = None
+            if attention_mask is not None and not bool(attention_mask.all()):
+                key_padding = padding_at(attention_mask, k_pos)
+            mask, is_causal = build_attention_mask(
+                input_pos,
+                k_pos,
+                causal=causal,
+                dtype=x.dtype,
+                sliding_window=self.sliding_window,
+                key_padding=key_padding,
+                bias=bias,
+                aligned=aligned,
+            )
         rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         cross_mask = padding_mask_bias(memory_mask, x.dtype) if memory is not None else None
 
-        attentions = [] if output_attentions else None
-        for layer in self.layers:
+        attentions: list[LayerWeights] | None = [] if output_attentions else None
+        router_logits: list[torch.Tensor] = []
+        for i, layer in enumerate(self.layers):
             kwargs = dict(
                 mask=mask,
                 is_causal=is_causal,
@@ -118,7 +177,8 @@ class TransformerStack(nn.Module):
                 input_pos=input_pos,
                 memory=memory,
                 memory_mask=cross_mask,
-                need_weights=output_attentions,
+                need_weights=maps is not None and i in maps.layers,
+                weight_heads=maps.heads if maps is not None else None,
             )
             if self.gradient_checkpointing and self.training:
                 x, weights = checkpoint(
@@ -128,6 +188,9 @@ class TransformerStack(nn.Module):
                 x, weights = layer(x, **kwargs)
             if attentions is not None:
                 attentions.append(weights)
+            ffn = layer.ffn
+            if isinstance(ffn, MoEFeedForward) and ffn.router_logits is not None:  # the call just made
+                router_logits.append(ffn.router_logits)
         if self.norm is not None:
             x = self.norm(x)
-        return x, attentions
+        return StackOutput(x, attentions, tuple(router_logits))

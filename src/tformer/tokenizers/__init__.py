@@ -21,14 +21,13 @@ from tformer.tokenizers.char import CharTokenizer
 from tformer.tokenizers.corpus import iter_lines
 from tformer.tokenizers.loading import bpe_from_gpt2_files, load_tokenizer
 from tformer.tokenizers.pretokenize import CL100K_PATTERN, GPT2_PATTERN
-from tformer.tokenizers.stream import ByteDecodeStream, DecodeStream
+from tformer.tokenizers.stream import DecodeStream
 from tformer.tokenizers.wordpiece import WordPieceTokenizer
 
 BPETokenizer = ByteLevelBPETokenizer
 
 __all__ = [
     "BPETokenizer",
-    "ByteDecodeStream",
     "ByteLevelBPETokenizer",
     "CL100K_PATTERN",
     "CharTokenizer",

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import regex
 
 from tformer.errors import ConfigError, DataError
-from tformer.tokenizers.stream import ByteDecodeStream, DecodeStream
+from tformer.tokenizers.stream import DecodeStream
 
 SpecialSet = Literal["all"] | Collection[str]
 Padding = bool | Literal["longest", "max_length", "do_not_pad"]
@@ -338,7 +338,7 @@ class Tokenizer(ABC):
             rows = rows.tolist()
         return [self.decode(row, skip_special_tokens) for row in rows]
 
-    def decode_stream(self, skip_special_tokens: bool = False) -> DecodeStream | ByteDecodeStream:
+    def decode_stream(self, skip_special_tokens: bool = False) -> DecodeStream:
         """An incremental decoder for generation: feed ids one by one, get only new complete text.
 
         Example:

@@ -29,7 +29,6 @@ from tformer.tokenizers.formats import (
     write_tformer_file,
 )
 from tformer.tokenizers.pretokenize import make_splitter, pattern_name, resolve_pattern
-from tformer.tokenizers.stream import ByteDecodeStream
 
 # Chunks longer than this (in bytes) use the O(n log n) heap merge instead of the O(n^2) scan.
 _LONG_CHUNK = 256
@@ -396,10 +395,6 @@ class ByteLevelBPETokenizer(Tokenizer):
     def id_to_bytes(self, token_id: int) -> bytes:
         """Bytes of one id (a special token's UTF-8 text for special ids)."""
         return self._decode_bytes([token_id], skip_special_tokens=False)
-
-    def decode_stream(self, skip_special_tokens: bool = False) -> ByteDecodeStream:
-        """An incremental decoder for generation (see :class:`~tformer.tokenizers.base.ByteDecodeStream`)."""
-        return ByteDecodeStream(self, skip_special_tokens)
 
     def token_to_id(self, token: str | bytes) -> int | None:
         """Id of a special token string, or of an ordinary token given as bytes or as its text."""

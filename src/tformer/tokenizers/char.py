@@ -15,7 +15,6 @@ from typing import Any, Literal
 from tformer.errors import ConfigError, DataError
 from tformer.tokenizers.base import Tokenizer, as_id_list
 from tformer.tokenizers.formats import write_tformer_file
-from tformer.tokenizers.stream import ByteDecodeStream
 
 UnknownPolicy = Literal["error", "replace", "skip"]
 
@@ -125,10 +124,6 @@ class CharTokenizer(Tokenizer):
                 continue
             out.append(tokens[i])
         return "".join(out)
-
-    def decode_stream(self, skip_special_tokens: bool = False) -> ByteDecodeStream:
-        """An incremental decoder for generation (see :class:`~tformer.tokenizers.base.ByteDecodeStream`)."""
-        return ByteDecodeStream(self, skip_special_tokens)
 
     def token_to_id(self, token: str) -> int | None:
         """Id of a character or special token."""

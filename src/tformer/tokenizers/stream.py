@@ -2,63 +2,55 @@
 
 from __future__ import annotations
 
-import codecs
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from tformer.tokenizers.base import Tokenizer
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 
-class ByteDecodeStream:
-    """Incremental decoding for tokenizers whose ids map to bytes on their own (byte-level BPE, characters).
+class SupportsDecode(Protocol):
+    """A tokenizer as far as streaming needs it: tformer's, or Hugging Face's (``decode(ids, ...)``)."""
 
-    Bytes go through Python's incremental UTF-8 decoder, which holds back an incomplete character and turns
-    invalid bytes into U+FFFD exactly as ``bytes.decode(errors="replace")`` on the whole sequence would; so
-    the pieces joined (plus :meth:`flush`) always equal ``decode(ids)``, at O(1) cost per step.
-    """
-
-    def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = False) -> None:
-        self.tokenizer = tokenizer
-        self.skip_special_tokens = skip_special_tokens
-        self.ids: list[int] = []
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def step(self, token_id: int) -> str:
-        """Add one id; return the newly completed text ("" while a character is still incomplete)."""
-        self.ids.append(int(token_id))
-        return self._decoder.decode(self.tokenizer._decode_bytes([int(token_id)], self.skip_special_tokens))
-
-    def extend(self, ids: Iterable[int]) -> str:
-        """Add several ids; return the text they complete."""
-        return "".join(self.step(i) for i in ids)
-
-    def flush(self) -> str:
-        """Return what is held back (an incomplete character becomes U+FFFD) and start afresh."""
-        return self._decoder.decode(b"", final=True)
+    def decode(self, ids: Sequence[int], /, skip_special_tokens: bool = False) -> str:
+        """The text of ``ids``."""
 
 
 class DecodeStream:
-    """Incremental decoding for any tokenizer: ``step(id)`` returns the text that id adds.
+    """Incremental decoding for any tokenizer: ``step(id)`` returns the text that id completes.
 
-    Used where an id's text depends on its neighbours (WordPiece glues ``##`` pieces). Each step
-    re-decodes a short window (the ids since the last emitted text plus the ones before them), so the
-    cost per step stays constant; text ending in U+FFFD is held back as a possibly incomplete character.
+    Each step decodes a short window: the ids of the last emitted piece (context) and those after them, and
+    emits what the newest ids add to the text of the context. The context is what makes it right for
+    every tokenizer: WordPiece glues a ``##`` piece to the word before it (and puts a space before any
+    other), and byte-level BPE can split a multi-byte UTF-8 character across ids; text ending in U+FFFD
+    (an incomplete character) is held back until an id completes it. Pieces are emitted only where the
+    text so far decodes completely, so the pieces joined (plus :meth:`flush`) equal ``decode(ids)``, and
+    the cost per step stays constant.
+
+    Example (byte-level BPE, "é" = bytes c3 a9 in two ids): step(id_c3) -> "", step(id_a9) -> "é".
     """
 
-    def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = False) -> None:
+    def __init__(self, tokenizer: SupportsDecode, skip_special_tokens: bool = False) -> None:
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
         self.ids: list[int] = []
         self._prefix = 0  # start of the window decoded for context
         self._read = 0  # ids before this are already emitted
+        self._keyword = True  # the tokenizer's decode takes skip_special_tokens
+
+    def _decode(self, ids: list[int]) -> str:
+        if self._keyword:
+            try:
+                return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
+            except TypeError:  # a decode without the keyword (tiktoken's, for one)
+                self._keyword = False
+        return self.tokenizer.decode(ids)
+
+    def _window(self) -> tuple[str, str]:
+        """Text of the context ids, and of the context plus the ids not yet emitted."""
+        return self._decode(self.ids[self._prefix : self._read]), self._decode(self.ids[self._prefix :])
 
     def step(self, token_id: int) -> str:
         """Add one id; return the newly completed text ("" while a character is still incomplete)."""
         self.ids.append(int(token_id))
-        decode = self.tokenizer.decode
-        before = decode(self.ids[self._prefix : self._read], self.skip_special_tokens)
-        after = decode(self.ids[self._prefix :], self.skip_special_tokens)
+        before, after = self._window()
         if len(after) > len(before) and not after.endswith("\ufffd"):
             self._prefix, self._read = self._read, len(self.ids)
             return after[len(before) :]
@@ -69,9 +61,7 @@ class DecodeStream:
         return "".join(self.step(i) for i in ids)
 
     def flush(self) -> str:
-        """Return whatever is held back (incomplete bytes become U+FFFD) and reset the window."""
-        decode = self.tokenizer.decode
-        before = decode(self.ids[self._prefix : self._read], self.skip_special_tokens)
-        after = decode(self.ids[self._prefix :], self.skip_special_tokens)
+        """Return whatever is held back (an incomplete character becomes U+FFFD) and start a new window."""
+        before, after = self._window()
         self._prefix = self._read = len(self.ids)
         return after[len(before) :]

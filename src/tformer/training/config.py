@@ -13,22 +13,12 @@ from typing import Any, Literal, get_args
 from tformer.config import from_known_fields
 from tformer.errors import ConfigError
 
-Task = Literal["clm", "mlm", "seq2seq", "classify", "copy", "reverse"]
+#: The task names; ``tformer.training.tasks.TASKS`` maps each to the class that trains it.
+TaskName = Literal["clm", "mlm", "seq2seq", "classify", "copy", "reverse"]
 Schedule = Literal["cosine", "noam", "constant"]
 Precision = Literal["auto", "fp32", "bf16"]
 
-#: The model family each task trains.
-TASK_ARCH = {
-    "clm": "decoder",
-    "mlm": "encoder",
-    "classify": "encoder",
-    "seq2seq": "encoder_decoder",
-    "copy": "encoder_decoder",
-    "reverse": "encoder_decoder",
-}
-SYNTHETIC_TASKS = ("copy", "reverse")
-
-_LITERALS = {"task": Task, "schedule": Schedule, "precision": Precision}
+_LITERALS = {"task": TaskName, "schedule": Schedule, "precision": Precision}
 
 
 @dataclass
@@ -41,7 +31,7 @@ class TrainConfig:
     the paper's factor); ``constant`` warms up then stays at ``lr``.
     """
 
-    task: Task = "clm"
+    task: TaskName = "clm"
     block_size: int | None = None  # tokens per example; None: the model's max_seq_len
     batch_size: int = 16  # examples per micro-step, all processes together
     grad_accum: int = 1  # micro-steps per optimizer step
@@ -128,15 +118,6 @@ class TrainConfig:
             )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
-
-    @property
-    def arch(self) -> str:
-        """The model family this task trains."""
-        return TASK_ARCH[self.task]
-
-    @property
-    def synthetic(self) -> bool:
-        return self.task in SYNTHETIC_TASKS
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

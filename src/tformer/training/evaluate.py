@@ -1,8 +1,13 @@
-"""Evaluate a trained model directory on a data file: loss and perplexity (accuracy for classification)."""
+"""Evaluate a trained model on data files: loss and perplexity (accuracy for classification, exact match
+for the synthetic tasks).
+
+The caller loads the model and tokenizer (``tformer eval`` does, from a model directory); the directory's
+run (``run.json``) supplies the task and block size it was trained with.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +16,18 @@ import torch
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
 from tformer.training.config import TrainConfig
-from tformer.training.tasks.base import Task
+from tformer.training.rundir import find_run_info
+from tformer.training.tasks import Task, TaskSetup, build_task, task_class
+from tformer.training.tasks.files import check_files
+from tformer.training.tokenization import check_vocab
 
 
 def infer_task(model_dir: Path, config: ModelConfig) -> str:
     """The task a model was trained for: from the run's ``run.json`` (the directory or its parent), else
     from the architecture and head."""
-    for run_file in (model_dir / "run.json", model_dir.parent / "run.json"):
-        if run_file.is_file():
-            return json.loads(run_file.read_text())["task"]
+    info = find_run_info(model_dir)
+    if info is not None:
+        return info["task"]
     if config.arch == "decoder":
         return "clm"
     if config.arch == "encoder_decoder":
@@ -29,97 +37,68 @@ def infer_task(model_dir: Path, config: ModelConfig) -> str:
     raise ConfigError(f"cannot tell which task {model_dir} was trained for; pass --task")
 
 
-def build_eval_task(
+def trained_block_size(model_dir: Path) -> int | None:
+    """The block size of the run that trained the model in ``model_dir``, if it was a tformer run."""
+    info = find_run_info(model_dir)
+    return None if info is None else info["train_config"].get("block_size")
+
+
+def evaluation_task(
     task: str,
-    tok: Any,
+    tokenizer: Any,
     config: ModelConfig,
-    paths: list[Path],
+    paths: Sequence[Path],
     batch_size: int,
     block_size: int,
     max_batches: int | None,
     seed: int = 0,
 ) -> Task:
     """A task whose evaluation batches cover ``paths`` (all of it, or the first ``max_batches`` batches)."""
-    from tformer.training import tasks
-    from tformer.training.launch import read_inputs
-
     cfg = TrainConfig(
         task=task, batch_size=batch_size, block_size=block_size, seed=seed, eval_batches=max_batches or 1
     )
-    common = dict(batch_size=batch_size, grad_accum=1, seed=seed)
-    n_batches = max_batches or 10**9
-    if cfg.synthetic:
-        n_sym = len(getattr(tok, "chars", [])) or cfg.synthetic_symbols
-        return tasks.SyntheticTask(task, n_sym, block_size - 1, tok, eval_batches=max_batches or 20, **common)
-    if task in ("clm", "mlm"):
-        from tformer.training.tasks.clm import load_text_tokens
-
-        _, ids = load_text_tokens(paths, tok, None, val_fraction=1.0)
-        empty = ids[:0]
-        if task == "clm":
-            return tasks.CLMTask(
-                empty, ids, block_size, eval_batches=max_batches, sequential_eval=True, **common
-            )
-        return tasks.MLMTask(empty, ids, block_size, tok, eval_batches=max_batches or 50, **common)
-    _, records = read_inputs(task, paths)
-    if task == "seq2seq":
-        from tformer.training.tasks.seq2seq import encode_pairs
-
-        pairs = encode_pairs(records, tok, block_size)
-        start = (
-            config.decoder_start_token_id if config.decoder_start_token_id is not None else tok.bos_token_id
-        )
-        return tasks.Seq2SeqTask(
-            pairs, pairs, start, tok.eos_token_id, tok.pad_token_id, eval_batches=n_batches, **common
-        )
-    from tformer.training.tasks.classify import encode_examples
-
-    labels = config.extra.get("labels") or [str(i) for i in range(config.num_labels)]
-    examples = encode_examples(records, tok, labels, block_size)
-    return tasks.ClassifyTask(examples, examples, tok.pad_token_id, eval_batches=n_batches, **common)
+    setup = TaskSetup(cfg, tokenizer, config, paths, evaluate_only=True, max_eval_batches=max_batches)
+    return build_task(setup)
 
 
 @torch.no_grad()
-def evaluate_directory(
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
     model_dir: str | Path,
-    data: list[str],
+    data: Sequence[str],
     *,
     task: str | None = None,
     batch_size: int = 16,
     block_size: int | None = None,
     max_batches: int | None = None,
-    device: str = "cpu",
-    dtype: str = "auto",
 ) -> dict[str, float]:
-    """Metrics of the model in ``model_dir`` (with its tokenizer) on ``data``, loaded as ``dtype``."""
-    from tformer import from_pretrained, load_tokenizer
-    from tformer.training.launch import check_vocab
-    from tformer.training.tasks.files import check_files
+    """Metrics of ``model`` (with ``tokenizer``, both loaded from ``model_dir``) on the files ``data``.
 
+    Args:
+        task: the task to evaluate (default: the one the model was trained for).
+        block_size: tokens per example (default: the training block size, else the model's context).
+        max_batches: evaluate at most this many batches (default: all the data; tasks that draw random
+            examples use a fixed number).
+
+    Raises:
+        ConfigError: the tokenizer does not fit the model, the block exceeds the context, no batches.
+    """
     model_dir = Path(model_dir)
-    model = from_pretrained(model_dir, device=device, dtype=dtype)
-    tok = load_tokenizer(model_dir)
-    check_vocab(tok, model.config, model_dir)
+    check_vocab(tokenizer, model.config, model_dir)
     task = task or infer_task(model_dir, model.config)
-    block = block_size or _trained_block_size(model_dir) or model.config.max_seq_len
+    block = block_size or trained_block_size(model_dir) or model.config.max_seq_len
     if block > model.config.max_seq_len:
         raise ConfigError(
             f"block_size={block} exceeds the model's context max_seq_len={model.config.max_seq_len}"
         )
-    paths = [] if task in ("copy", "reverse") else check_files(data)
-    evaluation = build_eval_task(task, tok, model.config, paths, batch_size, block, max_batches)
+    paths = [] if task_class(task).synthetic else check_files(data)
+    evaluation = evaluation_task(task, tokenizer, model.config, paths, batch_size, block, max_batches)
     sums: dict[str, float] = {}
     for batch in evaluation.eval_batches():
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = {k: v.to(model.device) for k, v in batch.items()}
         for k, v in evaluation.eval_sums(model, batch).items():
             sums[k] = sums.get(k, 0.0) + v
     if not sums:
         raise ConfigError("no evaluation batches: the data is shorter than one block")
     return evaluation.summarize(sums)
-
-
-def _trained_block_size(model_dir: Path) -> int | None:
-    for run_file in (model_dir / "run.json", model_dir.parent / "run.json"):
-        if run_file.is_file():
-            return json.loads(run_file.read_text())["train_config"].get("block_size")
-    return None

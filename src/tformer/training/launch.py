@@ -8,7 +8,6 @@ fresh start and ``--resume`` share one path.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,41 +18,21 @@ import torch
 
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
+from tformer.io import atomic_write
+from tformer.models import build
 from tformer.presets import PRESETS, get_preset
+from tformer.tokenizers import load_tokenizer
 from tformer.training import distributed
 from tformer.training.checkpoint import load_checkpoint
 from tformer.training.config import TrainConfig
+from tformer.training.devices import resolve_device
 from tformer.training.overrides import split_overrides
-from tformer.training.tasks.base import Task
-from tformer.training.tasks.files import check_files, read_records, read_text
-from tformer.training.tokenization import make_tokenizer
-from tformer.training.trainer import CHECKPOINT, Trainer, resolve_device
-
-RUN_FILE = "run.json"
-CACHE_DIR = "cache"
-DEFAULT_PRESET = {
-    "clm": "gpt-tiny",
-    "mlm": "bert-tiny",
-    "classify": "bert-tiny",
-    "seq2seq": "transformer-tiny",
-    "copy": "transformer-tiny",
-    "reverse": "transformer-tiny",
-}
-# files a run writes at the top of its directory (removed by --overwrite; cache/ is kept)
-_RUN_FILES = (
-    RUN_FILE,
-    "metrics.jsonl",
-    "loss.png",
-    "config.json",
-    "model.safetensors",
-    "tformer_tokenizer.json",
-    "vocab.json",
-    "merges.txt",
-    "vocab.txt",
-    "tokenizer_config.json",
-)
-_RUN_DIRS = ("checkpoints", "best")
-_RECORD_FIELDS = {"seq2seq": ("source", "target"), "classify": ("text", "label")}
+from tformer.training.rundir import CACHE_DIR, CHECKPOINT, RUN_FILE, check_out_dir, clear_run, read_run_info
+from tformer.training.tasks import Task, TaskSetup, build_task, synthetic_tokenizer, task_class
+from tformer.training.tasks.base import Record
+from tformer.training.tasks.files import check_files
+from tformer.training.tokenization import check_vocab, make_tokenizer
+from tformer.training.trainer import Trainer
 
 
 @dataclass
@@ -76,6 +55,8 @@ class RunSpec:
 
 @dataclass
 class RunResult:
+    """A finished run: its directory, final evaluation metrics, last step, trained model and tokenizer."""
+
     out: Path
     metrics: dict[str, float]
     step: int
@@ -83,50 +64,16 @@ class RunResult:
     tokenizer: Any
 
 
-# ---- the output directory ---------------------------------------------------------------------------
-def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse an output directory that would be clobbered or cannot be resumed (nothing is written)."""
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; pass one")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
-    is_run = (out / RUN_FILE).is_file()
-    if resume:
-        if not (out / CHECKPOINT).is_file():
-            raise ConfigError(f"nothing to resume: {out / CHECKPOINT} does not exist")
-        return
-    if not out.exists() or not any(p.name != CACHE_DIR for p in out.iterdir()):
-        return
-    if not is_run:
-        raise ConfigError(
-            f"--out {out} is not empty and holds no tformer run; choose a new or empty directory"
-        )
-    if not overwrite:
-        info = json.loads((out / RUN_FILE).read_text())
-        raise ConfigError(
-            f"--out {out} already holds a run (task {info.get('task')}); pass --resume to continue "
-            "it or --overwrite to start over"
-        )
-
-
-def clear_run(out: Path) -> None:
-    """Delete a previous run's files (known names only; the token cache stays)."""
-    for name in _RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    for name in _RUN_DIRS:
-        shutil.rmtree(out / name, ignore_errors=True)
-
-
 # ---- configs ----------------------------------------------------------------------------------------
 def finalize_model_config(
-    cfg: ModelConfig, train: TrainConfig, tok: Any, labels: list[str] | None, explicit: dict[str, Any]
+    cfg: ModelConfig, train: TrainConfig, tok: Any, records: list[Record], explicit: dict[str, Any]
 ) -> ModelConfig:
     """Fit the preset to the task and tokenizer: arch check, vocabulary, special ids, task head."""
-    if cfg.arch != train.arch:
-        suggestion = DEFAULT_PRESET[train.task]
+    task = task_class(train.task)
+    if cfg.arch != task.arch:
         raise ConfigError(
-            f"task {train.task!r} trains {_a(train.arch)} model but the preset is {_a(cfg.arch)} "
-            f"model; use e.g. --preset {suggestion}"
+            f"task {train.task!r} trains {_a(task.arch)} model but the preset is {_a(cfg.arch)} "
+            f"model; use e.g. --preset {task.default_preset}"
         )
     if "vocab_size" in explicit and explicit["vocab_size"] != tok.vocab_size:
         raise ConfigError(
@@ -143,14 +90,7 @@ def finalize_model_config(
         changes["decoder_start_token_id"] = (
             tok.bos_token_id if tok.bos_token_id is not None else tok.pad_token_id
         )
-    if train.task == "mlm":
-        changes["head"] = "mlm"
-    elif train.task == "classify":
-        changes.update(
-            head="classification",
-            num_labels=len(labels or []),
-            extra={**cfg.extra, "labels": list(labels or [])},
-        )
+    changes.update(task.model_changes(cfg, records))
     return cfg.replace(**changes)
 
 
@@ -160,147 +100,74 @@ def _a(arch: str) -> str:
 
 def resolve_block_size(train: TrainConfig, model: ModelConfig) -> TrainConfig:
     """Default ``block_size`` to the model's context; refuse one longer than it."""
-    block = train.block_size or (train.synthetic_len + 1 if train.synthetic else model.max_seq_len)
+    synthetic = task_class(train.task).synthetic
+    block = train.block_size or (train.synthetic_len + 1 if synthetic else model.max_seq_len)
     if block > model.max_seq_len:
         raise ConfigError(
             f"block_size={block} exceeds the model's context max_seq_len={model.max_seq_len}; "
             "lower block_size or raise max_seq_len"
         )
+    if (
+        synthetic
+        and model.position in ("learned", "sinusoidal")
+        and train.synthetic_len + 2 > model.max_seq_len
+    ):
+        # exact match generates the target and EOS after the start token: all within the positions
+        raise ConfigError(
+            f"synthetic_len={train.synthetic_len} leaves no room to generate the target, EOS and the start "
+            f"token in max_seq_len={model.max_seq_len}; lower synthetic_len or raise max_seq_len"
+        )
     return train.replace(block_size=block)
 
 
-def check_vocab(tok: Any, model_cfg: ModelConfig, where: Path) -> None:
-    if tok.vocab_size != model_cfg.vocab_size:
-        raise ConfigError(
-            f"vocabulary mismatch: the tokenizer in {where} has {tok.vocab_size} ids but the model "
-            f"has vocab_size={model_cfg.vocab_size}"
-        )
+def run_flag_changes(spec: RunSpec) -> dict[str, Any]:
+    """The TrainConfig changes the run flags ask for (``--max-steps``, ``--minutes``, ``--device``).
+
+    ``--minutes`` applies to new runs: a resumed run keeps the budget it was started with (once final,
+    already turned into ``max_steps``; ``--max-steps`` extends it).
+    """
+    changes: dict[str, Any] = {}
+    if spec.max_steps is not None:
+        changes["max_steps"] = spec.max_steps
+    if spec.minutes is not None and not spec.resume:
+        changes["max_minutes"] = spec.minutes
+    if spec.device is not None:
+        changes["device"] = spec.device
+    return changes
 
 
-# ---- data -------------------------------------------------------------------------------------------
-def read_inputs(task: str, paths: list[Path]) -> tuple[list[str], list[tuple[str, str]]]:
-    """(texts for the tokenizer, records for seq2seq/classify)."""
-    if task in _RECORD_FIELDS:
-        records = [r for p in paths for r in read_records(p, _RECORD_FIELDS[task])]
-        texts = [t for r in records for t in (r if task == "seq2seq" else r[:1])]
-        return texts, records
-    return [read_text(p) for p in paths], []
-
-
-def build_task(
-    cfg: TrainConfig,
-    tok: Any,
-    model_cfg: ModelConfig,
-    paths: list[Path],
-    cache: Path | None,
-    sequential_eval: bool = False,
-) -> Task:
-    """The Task object for ``cfg.task`` over ``paths`` (tokenised through ``cache`` for text tasks)."""
-    from tformer.training import tasks
-
-    common = dict(batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, seed=cfg.seed)
-    if cfg.synthetic:
-        return tasks.SyntheticTask(
-            cfg.task, cfg.synthetic_symbols, cfg.synthetic_len, tok, eval_batches=cfg.eval_batches, **common
-        )
-    if cfg.task in ("clm", "mlm"):
-        from tformer.training.tasks.clm import load_text_tokens
-
-        train_ids, val_ids = load_text_tokens(paths, tok, cache, cfg.val_fraction)
-        if cfg.task == "clm":
-            return tasks.CLMTask(
-                train_ids,
-                val_ids,
-                cfg.block_size,
-                eval_batches=cfg.eval_batches,
-                sequential_eval=sequential_eval,
-                **common,
-            )
-        return tasks.MLMTask(
-            train_ids,
-            val_ids,
-            cfg.block_size,
-            tok,
-            eval_batches=cfg.eval_batches,
-            probability=cfg.mlm_probability,
-            **common,
-        )
-    _, records = read_inputs(cfg.task, paths)
-    train_idx, val_idx = split_examples_for(len(records), cfg)
-    if cfg.task == "seq2seq":
-        from tformer.training.tasks.seq2seq import encode_pairs
-
-        pairs = encode_pairs(records, tok, cfg.block_size)
-        return tasks.Seq2SeqTask(
-            [pairs[i] for i in train_idx],
-            [pairs[i] for i in val_idx],
-            model_cfg.decoder_start_token_id,
-            tok.eos_token_id,
-            tok.pad_token_id,
-            eval_batches=cfg.eval_batches,
-            **common,
-        )
-    from tformer.training.tasks.classify import encode_examples
-
-    examples = encode_examples(records, tok, model_cfg.extra["labels"], cfg.block_size)
-    return tasks.ClassifyTask(
-        [examples[i] for i in train_idx],
-        [examples[i] for i in val_idx],
-        tok.pad_token_id,
-        eval_batches=cfg.eval_batches,
-        **common,
-    )
-
-
-def split_examples_for(n: int, cfg: TrainConfig) -> tuple[list[int], list[int]]:
-    from tformer.training.tasks.seq2seq import split_examples
-
-    if cfg.val_fraction == 0.0:
-        return list(range(n)), []
-    return split_examples(n, cfg.val_fraction, cfg.seed)
-
-
-# ---- new runs and resumed runs ----------------------------------------------------------------------
+# ---- new runs ---------------------------------------------------------------------------------------
 def _new_train_config(spec: RunSpec, train_changes: dict[str, Any]) -> TrainConfig:
     task = spec.task or train_changes.pop("task", "clm")
     if "task" in train_changes and train_changes["task"] != task:
         raise ConfigError(f"--task {task} contradicts --set task={train_changes['task']}")
     train_changes.pop("task", None)
-    if spec.max_steps is not None:
-        train_changes["max_steps"] = spec.max_steps
-    if spec.minutes is not None:
-        train_changes["max_minutes"] = spec.minutes
-    if spec.device is not None:
-        train_changes["device"] = spec.device
-    return TrainConfig(task=task, **train_changes)
+    return TrainConfig(task=task, **{**train_changes, **run_flag_changes(spec)})
+
+
+def _data_and_tokenizer(spec: RunSpec, train: TrainConfig) -> tuple[list[Path], Any, list[Record]]:
+    """The data files, the run's tokenizer (trained on their texts, or the synthetic one) and their records."""
+    task = task_class(train.task)
+    if task.synthetic:
+        if spec.data:
+            raise ConfigError(f"the {train.task} task makes its own data; drop --data")
+        return [], synthetic_tokenizer(train.synthetic_symbols), []
+    paths = check_files(spec.data)
+    texts, records = task.read_inputs(paths)
+    tok = make_tokenizer(train.tokenizer, train.task, texts, train.tokenizer_vocab_size, spec.out / CACHE_DIR)
+    return paths, tok, records
 
 
 def prepare_new_run(spec: RunSpec) -> None:
     """Check everything, then write the tokenizer and ``run.json`` into ``spec.out`` (rank 0 only)."""
-    from tformer.training.tasks.synthetic import synthetic_tokenizer
-
     model_changes, train_changes = split_overrides(spec.overrides)
     train = _new_train_config(spec, train_changes)
-    preset = spec.preset or DEFAULT_PRESET[train.task]
+    preset = spec.preset or task_class(train.task).default_preset
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; available presets: {', '.join(sorted(PRESETS))}")
     check_out_dir(spec.out, resume=False, overwrite=spec.overwrite)
-    if train.synthetic:
-        if spec.data:
-            raise ConfigError(f"the {train.task} task makes its own data; drop --data")
-        paths, tok, labels = [], synthetic_tokenizer(train.synthetic_symbols), None
-    else:
-        paths = check_files(spec.data)
-        texts, records = read_inputs(train.task, paths)
-        tok = make_tokenizer(
-            train.tokenizer, train.task, texts, train.tokenizer_vocab_size, spec.out / CACHE_DIR
-        )
-        labels = None
-        if train.task == "classify":
-            from tformer.training.tasks.classify import label_names
-
-            labels = label_names([r[1] for r in records])
-    model_cfg = finalize_model_config(get_preset(preset, **model_changes), train, tok, labels, model_changes)
+    paths, tok, records = _data_and_tokenizer(spec, train)
+    model_cfg = finalize_model_config(get_preset(preset, **model_changes), train, tok, records, model_changes)
     train = resolve_block_size(train, model_cfg)
     if spec.overwrite and spec.out.exists():
         clear_run(spec.out)
@@ -316,9 +183,10 @@ def prepare_new_run(spec: RunSpec) -> None:
         "model_config": model_cfg.to_dict(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (spec.out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(spec.out / RUN_FILE, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
 
 
+# ---- loading a prepared or resumed run --------------------------------------------------------------
 def _resume_configs(spec: RunSpec, info: dict[str, Any]) -> tuple[TrainConfig, ModelConfig]:
     """The saved configs, with the few changes a resumed run may make (steps, device, training knobs)."""
     payload = load_checkpoint(spec.out / CHECKPOINT)
@@ -329,19 +197,29 @@ def _resume_configs(spec: RunSpec, info: dict[str, Any]) -> tuple[TrainConfig, M
         if given is not None and given != info.get(name):
             raise ConfigError(f"--out {spec.out} holds a {info.get(name)} run; it cannot resume as {given}")
     train_changes.pop("task", None)
-    if spec.max_steps is not None:
-        train_changes["max_steps"] = spec.max_steps
-    if spec.device is not None:
-        train_changes["device"] = spec.device
-    train = TrainConfig.from_dict(payload["train_config"]).replace(**train_changes)
+    train = TrainConfig.from_dict(payload["train_config"]).replace(
+        **{**train_changes, **run_flag_changes(spec)}
+    )
     return train, ModelConfig.from_dict(payload["model_config"])
+
+
+def load_run(spec: RunSpec) -> tuple[TrainConfig, ModelConfig, Any, list[Path]]:
+    """The training config, model config, tokenizer and data files of the run in ``spec.out``."""
+    info = read_run_info(spec.out)
+    if spec.resume:
+        train, model_cfg = _resume_configs(spec, info)
+    else:
+        train = TrainConfig.from_dict(info["train_config"])
+        model_cfg = ModelConfig.from_dict(info["model_config"])
+    tok = load_tokenizer(spec.out)
+    check_vocab(tok, model_cfg, spec.out)
+    if task_class(train.task).synthetic:
+        return train, model_cfg, tok, []
+    return train, model_cfg, tok, check_files(spec.data if spec.resume and spec.data else info["data"])
 
 
 def run_training(spec: RunSpec) -> RunResult:
     """Train (or resume) the run described by ``spec``; returns the final metrics and the trained model."""
-    from tformer.models import build
-    from tformer.tokenizers import load_tokenizer
-
     spec.out = Path(spec.out)
     dist = distributed.init(resolve_device(spec.device or "auto", distributed.env_info().local_rank))
     check_out_dir(spec.out, spec.resume, spec.overwrite)
@@ -349,18 +227,8 @@ def run_training(spec: RunSpec) -> RunResult:
     if not spec.resume and dist.is_main:
         prepare_new_run(spec)
     distributed.barrier(dist)
-    info = json.loads((spec.out / RUN_FILE).read_text())
-    if spec.resume:
-        train, model_cfg = _resume_configs(spec, info)
-    else:
-        train, model_cfg = (
-            TrainConfig.from_dict(info["train_config"]),
-            ModelConfig.from_dict(info["model_config"]),
-        )
-    tok = load_tokenizer(spec.out)
-    check_vocab(tok, model_cfg, spec.out)
-    paths = [] if train.synthetic else check_files(spec.data if spec.resume and spec.data else info["data"])
-    task = _build_task_everywhere(train, tok, model_cfg, paths, spec.out / CACHE_DIR, dist)
+    train, model_cfg, tok, paths = load_run(spec)
+    task = _build_task_everywhere(TaskSetup(train, tok, model_cfg, paths, spec.out / CACHE_DIR), dist)
     torch.manual_seed(train.seed)  # the same initial weights on every process
     model = build(model_cfg, init=not spec.resume)
     trainer = Trainer(model, task, train, spec.out, tokenizer=tok, log=spec.log, progress=spec.progress)
@@ -370,18 +238,11 @@ def run_training(spec: RunSpec) -> RunResult:
     return RunResult(spec.out, metrics, trainer.state.step, trainer.model, tok)
 
 
-def _build_task_everywhere(
-    train: TrainConfig,
-    tok: Any,
-    model_cfg: ModelConfig,
-    paths: list[Path],
-    cache: Path,
-    dist: distributed.DistInfo,
-) -> Task:
+def _build_task_everywhere(setup: TaskSetup, dist: distributed.DistInfo) -> Task:
     """Rank 0 builds the token cache first; the others then open it."""
     if dist.is_main:
-        task = build_task(train, tok, model_cfg, paths, cache)
+        task = build_task(setup)
     distributed.barrier(dist)
     if not dist.is_main:
-        task = build_task(train, tok, model_cfg, paths, cache)
+        task = build_task(setup)
     return task

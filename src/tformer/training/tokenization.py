@@ -1,7 +1,8 @@
 """The tokenizer of a training run: trained on the data (characters or byte-level BPE) or loaded.
 
-Each task names the special tokens it needs: masked-LM needs [MASK]; classification and masked-LM use
-[CLS] / [SEP] / [PAD]; sequence-to-sequence needs <pad>, the start token <s> and </s>.
+Each task class names the special tokens it needs (``Task.tokenizer_specials`` / ``tokenizer_roles``):
+masked-LM needs [MASK]; classification and masked-LM use [CLS] / [SEP] / [PAD]; sequence-to-sequence
+needs <pad>, the start token <s> and </s>.
 """
 
 from __future__ import annotations
@@ -12,24 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tformer.config import ModelConfig
 from tformer.errors import ConfigError
-
-#: (special tokens, unknown-token name) of a trained tokenizer, per task.
-_SPECIALS: dict[str, tuple[tuple[str, ...], str]] = {
-    "clm": ((), "<unk>"),
-    "mlm": (("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[UNK]"),
-    "classify": (("[PAD]", "[UNK]", "[CLS]", "[SEP]"), "[UNK]"),
-    "seq2seq": (("<pad>", "<s>", "</s>", "<unk>"), "<unk>"),
-}
-
-#: Roles each task requires of its tokenizer.
-_REQUIRED = {
-    "mlm": ("mask",),
-    "classify": ("pad",),
-    "seq2seq": ("pad", "eos"),
-    "copy": ("pad", "bos", "eos"),
-    "reverse": ("pad", "bos", "eos"),
-}
+from tformer.tokenizers import ByteLevelBPETokenizer, CharTokenizer, load_tokenizer
+from tformer.training.tasks.registry import task_class
 
 
 def train_tokenizer(
@@ -39,9 +26,7 @@ def train_tokenizer(
 
     BPE training is slow in pure Python, so its result is cached under ``cache_dir`` by a hash of the texts.
     """
-    from tformer.tokenizers import ByteLevelBPETokenizer, CharTokenizer, load_tokenizer
-
-    specials, unk = _SPECIALS[task]
+    specials, unk = task_class(task).tokenizer_specials, task_class(task).unk_token
     if kind == "char":
         return CharTokenizer.train(texts, special_tokens=specials, unknown="replace", unk_token=unk)
     bpe_specials = specials or ("<|endoftext|>",)
@@ -59,17 +44,22 @@ def train_tokenizer(
 
 def check_tokenizer(tok: Any, task: str) -> None:
     """Raise ConfigError if ``tok`` lacks a special token ``task`` needs."""
-    for role in _REQUIRED.get(task, ()):
+    for role in task_class(task).tokenizer_roles:
         if getattr(tok, f"{role}_token_id", None) is None:
             raise ConfigError(f"the {task} task needs a tokenizer with a {role} token; this one has none")
-    if task in ("seq2seq",) and tok.bos_token_id is None and tok.pad_token_id is None:
-        raise ConfigError("the seq2seq task needs a start token (<s>/bos or the pad token)")
+
+
+def check_vocab(tok: Any, model_cfg: ModelConfig, where: Path) -> None:
+    """Raise ConfigError unless the tokenizer in ``where`` and the model have the same vocabulary size."""
+    if tok.vocab_size != model_cfg.vocab_size:
+        raise ConfigError(
+            f"vocabulary mismatch: the tokenizer in {where} has {tok.vocab_size} ids but the model "
+            f"has vocab_size={model_cfg.vocab_size}"
+        )
 
 
 def make_tokenizer(spec: str, task: str, texts: Sequence[str], vocab_size: int, cache_dir: Path | None):
     """``spec`` is ``char``, ``bpe`` or a tokenizer directory/file."""
-    from tformer.tokenizers import load_tokenizer
-
     if spec in ("char", "bpe"):
         tok = train_tokenizer(spec, task, texts, vocab_size, cache_dir)
     elif Path(spec).exists():

@@ -22,25 +22,23 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from tformer.errors import TformerError
-from tformer.nn.moe import MoEFeedForward, load_balancing_loss
 from tformer.training import distributed
 from tformer.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from tformer.training.config import TrainConfig
+from tformer.training.devices import resolve_device, shard_rows, to_device, use_bf16
 from tformer.training.metrics import MetricsLog, plot_losses
 from tformer.training.optim import build_optimizer, lr_at, set_lr
-from tformer.training.tasks.base import Batch, Task, mix_seed, shard
+from tformer.training.rundir import CHECKPOINT
+from tformer.training.tasks.base import Task, mix_seed, shard
 
 logger = logging.getLogger("tformer.training")
-
-CHECKPOINT = Path("checkpoints") / "last.pt"
-
 
 #: with a time budget, steps between re-estimates of the step count (from the median of the last 2x)
 _BUDGET_EVERY = 5
@@ -61,31 +59,33 @@ class TrainerState:
     elapsed: float = 0.0  # seconds of training (evaluation included) over all sessions
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> the local CUDA device when there is one, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TformerError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
+class AuxLossTap:
+    """Calls the model for a task's loss and keeps the auxiliary losses its outputs carry (``aux_loss``, a
+    mixture-of-experts model's load balancing), so a task's ``loss`` sees an ordinary model."""
+
+    def __init__(self, model: Callable[..., Any]) -> None:
+        self.model = model
+        self.losses: list[torch.Tensor] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.model(*args, **kwargs)
+        aux = getattr(out, "aux_loss", None)
+        if aux is not None:
+            self.losses.append(aux)
+        return out
+
+    def total(self) -> torch.Tensor | None:
+        """The sum of the auxiliary losses of every call so far; None when no output had one."""
+        return sum(self.losses[1:], self.losses[0]) if self.losses else None
 
 
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast: always for ``bf16`` (where the device supports it), on capable GPUs for ``auto``."""
-    if precision == "fp32":
-        return False
-    supported = device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())
-    if precision == "bf16" and not supported:
-        raise TformerError(f"precision bf16 is not supported on {device}; use --set precision=fp32")
-    return supported and (precision == "bf16" or device.type == "cuda")
+@dataclass
+class _StepTimes:
+    """Seconds per training step since ``first`` and in evaluations and checkpoints, for a time budget."""
 
-
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    first: int
+    durations: list[float] = field(default_factory=list)
+    other: float = 0.0
 
 
 class Trainer:
@@ -132,7 +132,6 @@ class Trainer:
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        self.moe_layers = [m for m in self.model.modules() if isinstance(m, MoEFeedForward)]
         self.state = TrainerState()
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self._stop_requested = False
@@ -203,21 +202,12 @@ class Trainer:
         lr = lr_at(step, cfg, self.model.config.d_model)
         set_lr(self.optimizer, lr)
         torch.manual_seed(mix_seed(cfg.seed, step, self.dist.rank, 0xD5))  # this step's dropout masks
-        loss_sum, aux_sum, tokens = torch.zeros((), device=self.device), 0.0, 0
-        for batch, sync in self._micro_batches(step):
-            with sync:
-                with self._autocast():
-                    loss = self.task.loss(self.train_model, batch, cfg.label_smoothing)
-                    aux = self._router_aux_loss()
-                objective = loss if aux is None else loss + cfg.router_aux_loss_coef * aux
-                (objective / cfg.grad_accum).backward()
-            loss_sum += loss.detach().float()
-            aux_sum += 0.0 if aux is None else float(aux.detach())
-            tokens += self.task.n_tokens(batch)
+        loss_sum, aux_sum, tokens, has_aux = self._accumulate_gradients(step)
         total, aux_total, tokens = distributed.all_reduce_sum(
-            [float(loss_sum), aux_sum, float(tokens)], self.dist, self.device
+            [loss_sum, aux_sum, float(tokens)], self.dist, self.device
         )
-        loss_value = total / (cfg.grad_accum * self.dist.world_size)  # the task's loss, without the aux term
+        n_micro = cfg.grad_accum * self.dist.world_size
+        loss_value = total / n_micro  # the task's loss, without the auxiliary term
         max_norm = cfg.clip_norm if cfg.clip_norm else math.inf
         norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True))
         finite = math.isfinite(loss_value) and math.isfinite(norm)
@@ -231,15 +221,34 @@ class Trainer:
             "tokens": int(tokens),
             "skipped": not finite,
         }
-        if self.moe_layers and cfg.router_aux_loss_coef > 0:
-            stats["router_aux_loss"] = aux_total / (cfg.grad_accum * self.dist.world_size)
+        if has_aux:
+            stats["router_aux_loss"] = aux_total / n_micro
         return stats
 
-    def _router_aux_loss(self) -> torch.Tensor | None:
-        """The load-balancing loss of the forward pass just run (mixture-of-experts models), or None."""
-        if not self.moe_layers or self.cfg.router_aux_loss_coef == 0:
-            return None
-        return load_balancing_loss([m.router_logits for m in self.moe_layers], self.moe_layers[0].top_k)
+    def _accumulate_gradients(self, step: int) -> tuple[float, float, int, bool]:
+        """Forward and backward over the step's micro-batches on this process.
+
+        The objective is the task's loss plus ``router_aux_loss_coef`` times the auxiliary loss the model
+        returns (``aux_loss``: mixture-of-experts load balancing; skipped when the coefficient is 0).
+
+        Returns:
+            (summed task losses, summed auxiliary losses, tokens read, whether the model had an aux loss).
+        """
+        coef = self.cfg.router_aux_loss_coef
+        loss_sum, aux_sum, tokens, has_aux = torch.zeros((), device=self.device), 0.0, 0, False
+        for batch, sync in self._micro_batches(step):
+            with sync:
+                model = AuxLossTap(self.train_model)
+                with self._autocast():
+                    loss = self.task.loss(model, batch, self.cfg.label_smoothing)
+                aux = model.total() if coef > 0 else None
+                objective = loss if aux is None else loss + coef * aux
+                (objective / self.cfg.grad_accum).backward()
+            loss_sum += loss.detach().float()
+            if aux is not None:
+                aux_sum, has_aux = aux_sum + float(aux.detach()), True
+            tokens += self.task.n_tokens(batch)
+        return float(loss_sum), aux_sum, tokens, has_aux
 
     # ---- evaluation -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -405,37 +414,19 @@ class Trainer:
 
     def _loop(self) -> dict[str, float]:
         cfg, state = self.cfg, self.state
-        bar = self._progress_bar()
-        first, metrics = state.step + 1, {}
-        durations, other_total = [], 0.0  # seconds per training step; in evaluations and checkpoints
+        bar, metrics = self._progress_bar(), {}
+        times = _StepTimes(first=state.step + 1)
         try:
             while state.step < cfg.max_steps:
                 step, t0 = state.step + 1, time.perf_counter()
                 stats = self.train_step(step)
                 dt = time.perf_counter() - t0
-                state.step, state.elapsed, state.tokens = (
-                    step,
-                    state.elapsed + dt,
-                    state.tokens + stats["tokens"],
-                )
-                self._guard(stats)
-                self._log_step(step, stats, stats["tokens"] / max(dt, 1e-9))
-                bar.set_postfix(
-                    loss=f"{stats['loss']:.4f}",
-                    tok_s=f"{stats['tokens'] / max(dt, 1e-9):,.0f}",
-                    refresh=False,
-                )
-                bar.update(1)
+                self._record_step(step, stats, dt, bar)
                 if cfg.max_minutes is not None:
-                    durations.append(dt)
-                    if step > first and (step - first) % _BUDGET_EVERY == 0:
-                        recent = sorted(durations[1:][-2 * _BUDGET_EVERY :])  # the first step warms up
-                        final = state.elapsed >= 30.0 * cfg.max_minutes
-                        self._fix_budget(step, recent[len(recent) // 2], other_total / len(durations), final)
-                        bar.total = cfg.max_steps
+                    self._track_budget(step, dt, times, bar)
                 t1 = time.perf_counter()
                 metrics = self._after_step(step) or metrics
-                other_total += time.perf_counter() - t1
+                times.other += time.perf_counter() - t1
                 if self._should_stop():
                     self.save()
                     self.log(f"stopped at step {step}; checkpoint saved; continue with --resume")
@@ -443,6 +434,25 @@ class Trainer:
         finally:
             bar.close()
         return metrics
+
+    def _record_step(self, step: int, stats: dict[str, Any], dt: float, bar: Any) -> None:
+        """Count a finished step (``dt`` seconds), guard against non-finite losses, log it, move the bar."""
+        state = self.state
+        state.step, state.elapsed, state.tokens = step, state.elapsed + dt, state.tokens + stats["tokens"]
+        self._guard(stats)
+        tok_per_s = stats["tokens"] / max(dt, 1e-9)
+        self._log_step(step, stats, tok_per_s)
+        bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{tok_per_s:,.0f}", refresh=False)
+        bar.update(1)
+
+    def _track_budget(self, step: int, dt: float, times: _StepTimes, bar: Any) -> None:
+        """Under a time budget: every few steps, re-fix ``max_steps`` from the recent median step time."""
+        times.durations.append(dt)
+        if step > times.first and (step - times.first) % _BUDGET_EVERY == 0:
+            recent = sorted(times.durations[1:][-2 * _BUDGET_EVERY :])  # the first step warms up
+            final = self.state.elapsed >= 30.0 * self.cfg.max_minutes
+            self._fix_budget(step, recent[len(recent) // 2], times.other / len(times.durations), final)
+            bar.total = self.cfg.max_steps
 
     def _after_step(self, step: int) -> dict[str, float] | None:
         """Evaluation and checkpoints on their schedules (and always at the last step)."""
@@ -458,14 +468,3 @@ class Trainer:
         if last and self.dist.is_main:
             self._plot()
         return metrics
-
-
-def shard_rows(batch: Batch, rank: int, world_size: int) -> Batch | None:
-    """This process's share of an evaluation batch (uneven splits allowed); None if it gets no rows."""
-    if world_size == 1:
-        return batch
-    n = next(iter(batch.values())).shape[0]
-    idx = torch.arange(rank, n, world_size)
-    if len(idx) == 0:
-        return None
-    return {k: v[idx] for k, v in batch.items()}

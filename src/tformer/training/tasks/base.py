@@ -8,15 +8,22 @@ N processes see the same examples.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from tformer.config import ModelConfig
 from tformer.errors import DataError
+from tformer.training.config import TrainConfig
+from tformer.training.tasks.files import read_records, read_text
 
 Batch = dict[str, torch.Tensor]
+Record = tuple[str, str]
 
 _MASK64 = (1 << 64) - 1
 
@@ -69,6 +76,48 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_value: int) -> tuple[torch.Tenso
     return ids, mask
 
 
+def split_examples(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train indices, val indices): a seeded random ``val_fraction`` (at least one) held out."""
+    if n < 2 and val_fraction > 0:
+        raise DataError(f"need at least 2 examples to hold some out for validation, got {n}")
+    perm = torch.randperm(n, generator=generator(seed, -2)).tolist()
+    n_val = max(1, math.floor(n * val_fraction)) if val_fraction > 0 else 0
+    return sorted(perm[n_val:]), sorted(perm[:n_val])
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """What a task is built from: ``TASKS[setup.config.task].from_setup(setup)``.
+
+    Attributes:
+        config: the training config (batch and block sizes, seed, split, task knobs); ``block_size`` set.
+        tokenizer: the run's tokenizer. model_config: the model's config (special ids, labels).
+        paths: the data files (none for synthetic tasks). cache_dir: where text tasks cache token files.
+        evaluate_only: ``tformer eval``: all the data is evaluation data, and ``max_eval_batches`` (None:
+            all of it, or the task's default count where it draws random windows) replaces
+            ``config.eval_batches``.
+    """
+
+    config: TrainConfig
+    tokenizer: Any
+    model_config: ModelConfig
+    paths: Sequence[Path] = ()
+    cache_dir: Path | None = None
+    evaluate_only: bool = False
+    max_eval_batches: int | None = None
+
+    def batching(self) -> dict[str, int]:
+        """The keyword arguments every task takes from the config: batch_size, grad_accum, seed."""
+        cfg = self.config
+        return {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "seed": cfg.seed}
+
+    def n_eval_batches(self, default: int | None = None) -> int | None:
+        """Evaluation batches: the config's count when training; else ``max_eval_batches`` or ``default``."""
+        if not self.evaluate_only:
+            return self.config.eval_batches
+        return self.max_eval_batches or default
+
+
 class IndexStream:
     """An endless stream of example indices: each epoch a fresh permutation of ``range(n)``, seeded by epoch.
 
@@ -105,6 +154,16 @@ class Task(ABC):
     """
 
     name = "task"
+    #: The model family the task trains (``ModelConfig.arch``) and the preset a run uses by default.
+    arch: str
+    default_preset: str
+    #: The task makes its own examples and tokenizer (no data files).
+    synthetic = False
+    #: Special tokens of a tokenizer trained for the task, its unknown token, and the roles it must have
+    #: (``"pad"``: ``tokenizer.pad_token_id`` is set).
+    tokenizer_specials: tuple[str, ...] = ()
+    unk_token = "<unk>"
+    tokenizer_roles: tuple[str, ...] = ()
     #: The headline evaluation metric and whether larger is better (for "best" checkpoints).
     best_metric, larger_is_better = "loss", False
     #: The statistics ``eval_sums`` returns.
@@ -113,6 +172,21 @@ class Task(ABC):
     def __init__(self, batch_size: int, grad_accum: int, seed: int) -> None:
         self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
         self._eval: list[Batch] | None = None
+
+    @classmethod
+    @abstractmethod
+    def from_setup(cls, setup: TaskSetup) -> Task:
+        """The task over ``setup``'s data (see ``TaskSetup``)."""
+
+    @classmethod
+    def read_inputs(cls, paths: Sequence[Path]) -> tuple[list[str], list[Record]]:
+        """(texts to train a tokenizer on, records): text tasks read whole files and have no records."""
+        return [read_text(p) for p in paths], []
+
+    @classmethod
+    def model_changes(cls, config: ModelConfig, records: Sequence[Record]) -> dict[str, Any]:
+        """ModelConfig fields the task sets on a new run's preset (its head), from the data's records."""
+        return {}
 
     def micro_index(self, step: int, micro: int) -> int:
         """The global number of micro-batch ``micro`` of optimizer step ``step`` (1-based)."""
@@ -142,8 +216,6 @@ class Task(ABC):
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         """Metrics from summed statistics: ``loss`` and ``perplexity`` by default."""
-        import math
-
         loss = sums["loss_sum"] / max(sums["count"], 1.0)
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
@@ -154,8 +226,14 @@ class Task(ABC):
 
 class ExampleTask(Task):
     """A task over a fixed list of examples (classification records, seq2seq pairs): training batches walk
-    an endless shuffled stream of them; evaluation uses the first ``eval_batches`` batches of ``val``.
-    Subclasses turn a list of examples into a batch with ``collate``."""
+    an endless shuffled stream of them; evaluation uses the first ``eval_batches`` batches of ``val`` (None:
+    all of them). Subclasses read records of ``record_fields`` and turn examples into a batch with
+    ``collate``."""
+
+    #: The two fields of a record in the data files, e.g. ("source", "target").
+    record_fields: tuple[str, str]
+    #: How many of a record's fields are text to train a tokenizer on (the rest is a label).
+    text_fields = 1
 
     def __init__(
         self,
@@ -164,13 +242,29 @@ class ExampleTask(Task):
         batch_size: int,
         grad_accum: int,
         seed: int,
-        eval_batches: int,
+        eval_batches: int | None,
     ) -> None:
         super().__init__(batch_size, grad_accum, seed)
         if not train:
             raise DataError("no training examples")
         self.train, self.val, self.n_eval = train, val, eval_batches
         self.stream = IndexStream(len(train), seed)
+
+    @classmethod
+    def read_inputs(cls, paths: Sequence[Path]) -> tuple[list[str], list[Record]]:
+        records = [r for p in paths for r in read_records(p, cls.record_fields)]
+        return [t for r in records for t in r[: cls.text_fields]], records
+
+    @staticmethod
+    def split(examples: Sequence[Any], setup: TaskSetup) -> tuple[Sequence[Any], Sequence[Any]]:
+        """(train, val) examples: all of them as both for evaluation only, else a seeded held-out share."""
+        cfg = setup.config
+        if setup.evaluate_only:
+            return examples, examples
+        if cfg.val_fraction == 0.0:
+            return examples, []
+        train_idx, val_idx = split_examples(len(examples), cfg.val_fraction, cfg.seed)
+        return [examples[i] for i in train_idx], [examples[i] for i in val_idx]
 
     @abstractmethod
     def collate(self, examples: Sequence[Any]) -> Batch:
@@ -181,5 +275,5 @@ class ExampleTask(Task):
         return self.collate([self.train[i] for i in idx])
 
     def make_eval_batches(self) -> list[Batch]:
-        rows = self.val[: self.n_eval * self.batch_size]
+        rows = self.val if self.n_eval is None else self.val[: self.n_eval * self.batch_size]
         return [self.collate(rows[i : i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]

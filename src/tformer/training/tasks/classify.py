@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from tformer.config import ModelConfig
 from tformer.errors import DataError
-from tformer.training.tasks.base import Batch, ExampleTask, pad_rows
+from tformer.training.tasks.base import Batch, ExampleTask, Record, TaskSetup, pad_rows
 
 Example = tuple[list[int], int]
 
@@ -47,21 +48,50 @@ class ClassifyTask(ExampleTask):
     """Cross-entropy on the classification head's (B, num_labels) logits; accuracy at evaluation."""
 
     name = "classify"
+    arch, default_preset = "encoder", "bert-tiny"
+    tokenizer_specials, unk_token = ("[PAD]", "[UNK]", "[CLS]", "[SEP]"), "[UNK]"
+    tokenizer_roles = ("pad",)
+    record_fields = ("text", "label")
     best_metric, larger_is_better = "accuracy", True
     eval_keys = ("loss_sum", "count", "correct")
 
     def __init__(
         self,
-        train: list[Example],
-        val: list[Example],
+        train: Sequence[Example],
+        val: Sequence[Example],
         pad_id: int,
         batch_size: int,
         grad_accum: int,
         seed: int,
-        eval_batches: int,
+        eval_batches: int | None,
     ) -> None:
         super().__init__(train, val, batch_size, grad_accum, seed, eval_batches)
         self.pad_id = pad_id
+
+    @classmethod
+    def from_setup(cls, setup: TaskSetup) -> ClassifyTask:
+        cfg, model_cfg = setup.config, setup.model_config
+        _, records = cls.read_inputs(setup.paths)
+        names = model_cfg.extra.get("labels") or [str(i) for i in range(model_cfg.num_labels)]
+        examples = encode_examples(records, setup.tokenizer, names, cfg.block_size)
+        train, val = cls.split(examples, setup)
+        return cls(
+            train,
+            val,
+            setup.tokenizer.pad_token_id,
+            **setup.batching(),
+            eval_batches=setup.n_eval_batches(),
+        )
+
+    @classmethod
+    def model_changes(cls, config: ModelConfig, records: Sequence[Record]) -> dict[str, Any]:
+        """A classification head over the data's labels (their names kept in ``extra["labels"]``)."""
+        labels = label_names([r[1] for r in records])
+        return {
+            "head": "classification",
+            "num_labels": len(labels),
+            "extra": {**config.extra, "labels": labels},
+        }
 
     def collate(self, examples: Sequence[Example]) -> Batch:
         ids, mask = pad_rows([e[0] for e in examples], self.pad_id)

@@ -22,7 +22,7 @@ import torch
 from tformer.errors import DataError
 from tformer.io import atomic_write
 from tformer.training.losses import nll_sum, token_cross_entropy
-from tformer.training.tasks.base import Batch, Task, generator
+from tformer.training.tasks.base import Batch, Task, TaskSetup, generator
 from tformer.training.tasks.files import read_text
 
 
@@ -131,6 +131,7 @@ class CLMTask(Task):
     """
 
     name = "clm"
+    arch, default_preset = "decoder", "gpt-tiny"
 
     def __init__(
         self,
@@ -150,6 +151,18 @@ class CLMTask(Task):
             check_length(train_tokens, block_size, "training")
         if len(val_tokens):
             check_length(val_tokens, block_size, "validation")
+
+    @classmethod
+    def from_setup(cls, setup: TaskSetup) -> CLMTask:
+        train, val = setup_tokens(setup)
+        return cls(
+            train,
+            val,
+            setup.config.block_size,
+            **setup.batching(),
+            eval_batches=setup.n_eval_batches(),
+            sequential_eval=setup.evaluate_only,  # evaluation only: consecutive windows over everything
+        )
 
     def _batch(self, rows: torch.Tensor) -> Batch:
         return {"input_ids": rows[:, :-1], "labels": rows[:, 1:]}
@@ -193,3 +206,9 @@ def load_text_tokens(
         n_val = int(len(ids) * val_fraction)
         return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
     return open_token_cache(build_token_cache(paths, tokenizer, cache_dir, val_fraction))
+
+
+def setup_tokens(setup: TaskSetup) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) tokens of a text task's files; for evaluation only, every token is validation data."""
+    val_fraction = 1.0 if setup.evaluate_only else setup.config.val_fraction
+    return load_text_tokens(setup.paths, setup.tokenizer, setup.cache_dir, val_fraction)

@@ -7,16 +7,17 @@ The loss is computed on the selected positions only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from tformer.config import ModelConfig
 from tformer.errors import ConfigError
 from tformer.training.losses import IGNORE_INDEX, nll_sum, token_cross_entropy
-from tformer.training.tasks.base import Batch, Task, generator
-from tformer.training.tasks.clm import check_length, windows
+from tformer.training.tasks.base import Batch, Record, Task, TaskSetup, generator
+from tformer.training.tasks.clm import check_length, setup_tokens, windows
 
 
 def mask_tokens(
@@ -63,7 +64,12 @@ class MLMTask(Task):
     """Masked-LM on windows of ``block_size - 2`` tokens framed as ``[CLS] ... [SEP]``."""
 
     name = "mlm"
+    arch, default_preset = "encoder", "bert-tiny"
+    tokenizer_specials, unk_token = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[UNK]"
+    tokenizer_roles = ("mask",)
     eval_keys = ("loss_sum", "count", "correct")
+    #: random windows to evaluate on when evaluating a model on a file with no batch limit
+    default_eval_batches = 50
 
     def __init__(
         self,
@@ -92,6 +98,24 @@ class MLMTask(Task):
             check_length(train_tokens, self.window, "training")
         if len(val_tokens):
             check_length(val_tokens, self.window, "validation")
+
+    @classmethod
+    def from_setup(cls, setup: TaskSetup) -> MLMTask:
+        cfg = setup.config
+        train, val = setup_tokens(setup)
+        return cls(
+            train,
+            val,
+            cfg.block_size,
+            setup.tokenizer,
+            **setup.batching(),
+            eval_batches=setup.n_eval_batches(cls.default_eval_batches),
+            probability=cfg.mlm_probability,
+        )
+
+    @classmethod
+    def model_changes(cls, config: ModelConfig, records: Sequence[Record]) -> dict[str, Any]:
+        return {"head": "mlm"}
 
     def _batch(self, tokens: np.ndarray, gen: torch.Generator) -> Batch:
         starts = torch.randint(0, len(tokens) - self.window + 1, (self.batch_size,), generator=gen)

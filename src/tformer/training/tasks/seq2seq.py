@@ -11,15 +11,13 @@ Batches are right-padded on both sides with attention masks; padded label positi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from tformer.errors import DataError
 from tformer.training.losses import IGNORE_INDEX, nll_sum, token_cross_entropy
-from tformer.training.tasks.base import Batch, ExampleTask, generator, pad_rows
+from tformer.training.tasks.base import Batch, ExampleTask, TaskSetup, pad_rows
 
 Pair = tuple[list[int], list[int]]
 
@@ -49,24 +47,28 @@ def collate_pairs(pairs: Sequence[Pair], start_id: int, eos_id: int, pad_id: int
     }
 
 
-def split_examples(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train indices, val indices): a seeded random ``val_fraction`` (at least one) held out."""
-    if n < 2 and val_fraction > 0:
-        raise DataError(f"need at least 2 examples to hold some out for validation, got {n}")
-    perm = torch.randperm(n, generator=generator(seed, -2)).tolist()
-    n_val = max(1, math.floor(n * val_fraction)) if val_fraction > 0 else 0
-    return sorted(perm[n_val:]), sorted(perm[:n_val])
-
-
 def greedy_decode(
     model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start_id: int, max_len: int
 ) -> torch.Tensor:
-    """Greedy decoding of an encoder-decoder without a cache (short outputs): (B, max_len) new ids."""
-    memory = model.encode(input_ids, attention_mask)
-    out = torch.full((input_ids.shape[0], 1), start_id, dtype=torch.long, device=input_ids.device)
-    for _ in range(max_len):
-        logits = model.decode(out, memory, attention_mask).logits[:, -1]  # (B, V)
-        out = torch.cat([out, logits.argmax(-1, keepdim=True)], dim=1)
+    """Greedy decoding of an encoder-decoder through ``model.generate`` (cached): (B, max_len) new ids.
+
+    Exactly ``max_len`` tokens per row: no EOS stops a row early (what follows an EOS is still the argmax),
+    so the output lines up with a batch's ``labels``.
+    """
+    if attention_mask is None:  # every source token is real, pad ids included
+        attention_mask = torch.ones_like(input_ids)
+    # in the weights' dtype even inside a bf16 autocast region (training's evaluation): generate's caches
+    # are allocated in that dtype and take no keys and values of another
+    with torch.autocast(input_ids.device.type, enabled=False):
+        out = model.generate(
+            input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max_len,
+            do_sample=False,
+            num_beams=1,
+            decoder_start_token_id=start_id,
+            eos_token_id=[],  # an empty list, not None (None falls back to the model's EOS)
+        )  # (B, 1 + max_len): the start token, then the new ids
     return out[:, 1:]
 
 
@@ -74,21 +76,41 @@ class Seq2SeqTask(ExampleTask):
     """Teacher-forced cross-entropy on (source, target) id pairs, padding-aware label smoothing."""
 
     name = "seq2seq"
+    arch, default_preset = "encoder_decoder", "transformer-tiny"
+    tokenizer_specials, unk_token = ("<pad>", "<s>", "</s>", "<unk>"), "<unk>"
+    tokenizer_roles = ("pad", "eos")
+    record_fields, text_fields = ("source", "target"), 2
 
     def __init__(
         self,
-        train: list[Pair],
-        val: list[Pair],
+        train: Sequence[Pair],
+        val: Sequence[Pair],
         start_id: int,
         eos_id: int,
         pad_id: int,
         batch_size: int,
         grad_accum: int,
         seed: int,
-        eval_batches: int,
+        eval_batches: int | None,
     ) -> None:
         super().__init__(train, val, batch_size, grad_accum, seed, eval_batches)
         self.start_id, self.eos_id, self.pad_id = start_id, eos_id, pad_id
+
+    @classmethod
+    def from_setup(cls, setup: TaskSetup) -> Seq2SeqTask:
+        cfg, tok = setup.config, setup.tokenizer
+        _, records = cls.read_inputs(setup.paths)
+        train, val = cls.split(encode_pairs(records, tok, cfg.block_size), setup)
+        start = setup.model_config.decoder_start_token_id
+        return cls(
+            train,
+            val,
+            start if start is not None else tok.bos_token_id,
+            tok.eos_token_id,
+            tok.pad_token_id,
+            **setup.batching(),
+            eval_batches=setup.n_eval_batches(),
+        )
 
     def collate(self, pairs: Sequence[Pair]) -> Batch:
         return collate_pairs(pairs, self.start_id, self.eos_id, self.pad_id)

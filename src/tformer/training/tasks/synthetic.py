@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from tformer.errors import ConfigError
-from tformer.training.tasks.base import Batch, generator
+from tformer.training.tasks.base import Batch, TaskSetup, generator
 from tformer.training.tasks.seq2seq import Seq2SeqTask, greedy_decode
 
 ALPHABET = string.ascii_lowercase + string.digits + string.ascii_uppercase
@@ -33,8 +33,12 @@ def synthetic_tokenizer(n_symbols: int):
 class SyntheticTask(Seq2SeqTask):
     """Copy or reverse random symbol sequences; an endless stream of fresh examples."""
 
+    synthetic = True
+    tokenizer_roles = ("pad", "bos", "eos")
     best_metric, larger_is_better = "exact_match", True
     eval_keys = ("loss_sum", "count", "exact", "examples")
+    #: batches of fresh examples to evaluate on when evaluating a model with no batch limit
+    default_eval_batches = 20
 
     def __init__(
         self,
@@ -54,6 +58,22 @@ class SyntheticTask(Seq2SeqTask):
         self.start_id, self.eos_id = tokenizer.bos_token_id, tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
         self._eval = None
+
+    @classmethod
+    def from_setup(cls, setup: TaskSetup) -> SyntheticTask:
+        cfg = setup.config
+        n_symbols, length = cfg.synthetic_symbols, cfg.synthetic_len
+        if setup.evaluate_only:  # a trained model: its tokenizer's symbols, examples that fill its block
+            n_symbols = len(getattr(setup.tokenizer, "chars", [])) or n_symbols
+            length = cfg.block_size - 1
+        return cls(
+            cfg.task,
+            n_symbols,
+            length,
+            setup.tokenizer,
+            **setup.batching(),
+            eval_batches=setup.n_eval_batches(cls.default_eval_batches),
+        )
 
     def _examples(self, gen: torch.Generator) -> Batch:
         src = torch.randint(0, self.n_symbols, (self.batch_size, self.length), generator=gen)
