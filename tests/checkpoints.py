@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from tformer.io import write_safetensors
 
@@ -52,11 +53,15 @@ def llama_tensors(config: dict, dtype: torch.dtype = torch.float32, seed: int = 
 
 
 def write_hf_dir(directory: Path, config: dict, tensors: dict[str, torch.Tensor], shards: int = 1) -> Path:
-    """config.json plus model.safetensors, or ``shards`` shard files and model.safetensors.index.json."""
+    """config.json plus model.safetensors, or ``shards`` shard files and model.safetensors.index.json.
+
+    The single file is written by safetensors itself, as transformers does (data 8-byte aligned: tformer
+    reads such tensors into memory rather than mapping them); the shards by tformer (64-byte aligned: mapped).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config))
     if shards == 1:
-        write_safetensors(directory / "model.safetensors", tensors, metadata={"format": "pt"})
+        save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
         return directory
     names, weight_map = list(tensors), {}
     for k in range(shards):

@@ -158,11 +158,18 @@ def _mixed_tensors() -> dict[str, torch.Tensor]:
     }
 
 
-@pytest.mark.parametrize("metadata", [None, {"format": "pt"}])
-def test_write_safetensors_is_byte_for_byte_what_save_file_writes(tmp_path, metadata):
-    from safetensors.torch import save_file
+def _header_and_data(path) -> tuple[list, bytes]:
+    """A safetensors file's header entries in order, and its data bytes (the header's padding aside)."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    return list(json.loads(raw[8 : 8 + n]).items()), raw[8 + n :]
 
-    from tformer.io import write_safetensors
+
+@pytest.mark.parametrize("metadata", [None, {"format": "pt"}])
+def test_write_safetensors_writes_what_save_file_writes_with_aligned_data(tmp_path, metadata):
+    from safetensors.torch import load_file, save_file
+
+    from tformer.io import ALIGNMENT, write_safetensors
 
     tensors = _mixed_tensors()
     save_file(tensors, tmp_path / "ref.safetensors", metadata=metadata)
@@ -170,7 +177,12 @@ def test_write_safetensors_is_byte_for_byte_what_save_file_writes(tmp_path, meta
     ours = {**tensors, "b.weight": tensors["b.weight"].t().contiguous().t()}
     assert not ours["b.weight"].is_contiguous()
     write_safetensors(tmp_path / "ours.safetensors", ours, metadata=metadata)
-    assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path / "ref.safetensors").read_bytes()
+    # the same header entries in the same order and the same data bytes; only the padding differs
+    assert _header_and_data(tmp_path / "ours.safetensors") == _header_and_data(tmp_path / "ref.safetensors")
+    n = int.from_bytes((tmp_path / "ours.safetensors").read_bytes()[:8], "little")
+    assert (8 + n) % ALIGNMENT == 0
+    back = load_file(tmp_path / "ours.safetensors")  # safetensors itself reads it
+    assert back.keys() == tensors.keys() and all(torch.equal(back[k], tensors[k]) for k in tensors)
 
 
 def test_stored_tensors_read_what_load_file_reads(tmp_path):

@@ -9,7 +9,7 @@ Big checkpoints: :func:`scan_weights` reads only the headers of a directory's we
 :class:`StoredTensor` per tensor (where its bytes lie); a tensor is read when asked, either memory-mapped
 (:meth:`StoredTensor.map`, pages come in as they are touched) or straight into a caller's tensor
 (:meth:`StoredTensor.read_into`, no intermediate copy). :func:`write_safetensors` writes each tensor from its
-own memory, one at a time, in the byte layout ``safetensors.torch.save_file`` produces.
+own memory, one at a time, in ``safetensors.torch.save_file``'s layout with the data 64-byte aligned.
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool,
 }
 _DTYPE_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
+# Where tensor data starts in the files written here, and what a tensor's offset must be a multiple of to be
+# memory-mapped as it is: torch's allocator aligns to 64 bytes, and kernels (MKL) give bitwise-different
+# results on less-aligned memory, so a mapped tensor computes exactly as one read into fresh memory
+ALIGNMENT = 64
 _DTYPE_RANK = {dtype: rank for rank, dtype in enumerate(SAFETENSORS_DTYPES.values())}
 
 
@@ -105,7 +109,8 @@ def _byte_view(t: torch.Tensor) -> memoryview:
 def write_safetensors(
     path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
-    """Write ``tensors`` as a safetensors file, byte for byte what ``safetensors.torch.save_file`` writes.
+    """Write ``tensors`` as a safetensors file: what ``safetensors.torch.save_file`` writes, with the header
+    padded (with spaces, as the format allows) so that the data starts :data:`ALIGNMENT`-byte aligned.
 
     Each tensor is written from its own memory (a non-contiguous or non-CPU one is first copied alone), so
     saving never holds a second copy of the model. Tensors must not share memory (see
@@ -127,7 +132,7 @@ def write_safetensors(
         }
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned
+    blob += b" " * (-(8 + len(blob)) % ALIGNMENT)  # spaces: the data starts ALIGNMENT-byte aligned
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
@@ -176,12 +181,18 @@ class StoredTensor:
     def nbytes(self) -> int:
         return self.end - self.start
 
+    @property
+    def mappable(self) -> bool:
+        """Whether :meth:`map` maps the file (the data is :data:`ALIGNMENT`-byte aligned and not empty)."""
+        return self.nbytes > 0 and self.start % ALIGNMENT == 0
+
     def map(self) -> torch.Tensor:
         """The tensor as a copy-on-write memory map of its bytes: pages are read when first touched, writes
-        never reach the file, and the mapping is released with the tensor."""
+        never reach the file, and the mapping is released with the tensor. A tensor that is not
+        :attr:`mappable` is read into fresh (aligned) memory instead."""
+        if not self.mappable:
+            return self.read()
         itemsize = torch.empty(0, dtype=self.dtype).element_size()
-        if self.nbytes == 0 or self.start % itemsize:
-            return self.read()  # empty, or misaligned for its dtype (not written by safetensors)
         page = self.start - self.start % mmap.ALLOCATIONGRANULARITY
         try:
             with open(self.path, "rb") as f:

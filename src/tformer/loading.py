@@ -7,9 +7,9 @@ A directory holds ``config.json`` and weights. tformer's config.json has ``"form
 Loading costs about the weights' own size: the model is built on the meta device (no memory, no random
 initialisation); the checkpoint's tensors are scanned, not read (``io.scan_weights``); a Hugging Face
 converter maps them into a plan of lazy tensors (``interop.lazy``); then each parameter is materialised in
-model order, module by module: a tensor stored as the model wants it (same dtype, on the CPU) stays a
-copy-on-write memory map of the file, anything converted (fused, transposed, cast) is written once into its
-final tensor. Sharded checkpoints need no whole shard in memory: each tensor is read from its shard when its
+model order, module by module: a tensor stored as the model wants it (same dtype, on the CPU, aligned) stays
+a copy-on-write memory map of the file, anything else (fused, transposed, cast, misaligned) is written once
+into its final tensor. Sharded checkpoints need no whole shard in memory: each tensor is read from its shard when its
 turn comes.
 """
 
@@ -274,8 +274,9 @@ def from_pretrained(
         dtype: ``"auto"`` (default) keeps the checkpoint's dtype (see :func:`checkpoint_dtype`); or a floating
             torch dtype or its name (``"float32"``, ``"bfloat16"``, ``"float16"``).
         device: where the weights are materialised (default CPU).
-        mmap: keep tensors that need no conversion as copy-on-write memory maps of the file (loading is then
-            nearly free and pages come in on first use); ``False`` reads everything into memory.
+        mmap: keep tensors that need no conversion (and are 64-byte aligned in the file, as tformer writes
+            them) as copy-on-write memory maps (loading is then nearly free and pages come in on first use);
+            ``False`` reads everything into memory.
         module_hook: see :data:`ModuleHook` (the place for quantise-on-load).
 
     Raises:

@@ -102,7 +102,7 @@ class Stored(LazyTensor):
 
     @property
     def zero_copy(self) -> bool:
-        return self.mmap
+        return self.mmap and self.stored.mappable
 
 
 class InMemory(LazyTensor):

@@ -51,8 +51,9 @@ _INIT_FILLS = frozenset(
 
 class _SkipInitOnMeta(TorchFunctionMode):
     """Skip weight-initialising fills of meta tensors: there is nothing to fill, yet torch runs some of them
-    (``normal_``, ``uniform_``) through Python reference code that imports ``torch._dynamo`` (seconds and
-    ~70 MB on first use)."""
+    (``normal_``, ``uniform_``) through Python reference code that imports ``torch._dynamo`` on first use
+    (seconds and ~70 MB). (A constructor that computes on its weights, as Linformer's ``randn(...) / sqrt(k)``,
+    still pays that import once.)"""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
