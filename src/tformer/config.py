@@ -195,12 +195,15 @@ class ModelConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
     def to_json(self, path: str | Path) -> None:
+        """Write the config as indented JSON (``to_dict``'s fields)."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_json(cls, path: str | Path) -> ModelConfig:
+        """Read a config written by ``to_json`` (validated, unknown keys rejected)."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     @property
     def attention_scale(self) -> float:
+        """The factor on q.k scores: ``attn_scale`` when set (T5: 1.0), else 1/sqrt(head_dim)."""
         return self.attn_scale if self.attn_scale is not None else 1.0 / math.sqrt(self.head_dim)

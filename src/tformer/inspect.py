@@ -93,10 +93,12 @@ class Report:
 
     @property
     def total_params(self) -> int:
+        """Parameters of every component together."""
         return sum(self.params.values())
 
     @property
     def flops_per_token(self) -> int:
+        """Forward FLOPs per token: linear layers plus attention at ``seq_len``."""
         return self.flops_linear + self.flops_attention
 
 
@@ -203,6 +205,7 @@ def human(n: float, unit: str = "") -> str:
 
 
 def human_bytes(n: int) -> str:
+    """A byte count in binary units: 3145728 -> '3.00 MiB'."""
     for suffix, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
             return f"{n / scale:.2f} {suffix}"

@@ -179,6 +179,7 @@ class StoredTensor:
 
     @property
     def nbytes(self) -> int:
+        """The size of the tensor's data in bytes."""
         return self.end - self.start
 
     @property

@@ -169,3 +169,41 @@ def test_real_command_streams(dirs):
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=Path(__file__).parent)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("The quick") and res.stdout.endswith("\n")
+
+
+def test_speculative_flags_print_acceptance_and_speed(dirs, capsys):
+    d = str(dirs["tformer"])
+    base = ["--model", d, "--prompt", "The quick brown fox. The quick", "--max-new-tokens", "12", "--no-echo"]
+    _, plain, _ = run_cli(capsys, *base)
+    for extra in (["--draft-model", d, "--num-draft-tokens", "3"], ["--prompt-lookup", "4"]):
+        code, out, err = run_cli(capsys, *base, *extra)
+        assert code == 0 and out == plain  # greedy: the same text
+        assert "drafted" in err and "accepted" in err and "tok/s" in err and err.count("\n") == 1
+    code, streamed, err = run_cli(capsys, *base, "--prompt-lookup", "4", "--stream")
+    assert code == 0 and streamed == plain and "tok/s" in err
+
+
+def test_draft_with_another_tokenizer_is_one_line(dirs, capsys, tmp_path):
+    tok = ByteLevelBPETokenizer.train(TEXTS, vocab_size=280)
+    torch.manual_seed(0)
+    cfg = tformer.ModelConfig(vocab_size=tok.vocab_size, d_model=16, n_layers=1, n_heads=2, max_seq_len=64)
+    tformer.build(cfg).save_pretrained(tmp_path)
+    tok.save(tmp_path)
+    code, _, err = run_cli(
+        capsys, "--model", str(dirs["tformer"]), "--prompt", "The", "--draft-model", str(tmp_path)
+    )
+    assert code == 2 and "draft model's tokenizer" in err and "280 tokens" in err and err.count("\n") == 1
+    bare = tmp_path / "bare"  # no tokenizer beside it: generate finds the vocabulary sizes differ
+    tformer.build(cfg).save_pretrained(bare)
+    code, _, err = run_cli(
+        capsys,
+        "--model",
+        str(dirs["tformer"]),
+        "--prompt",
+        "The",
+        "--draft-model",
+        str(bare),
+        "--max-new-tokens",
+        "8",
+    )
+    assert code == 2 and "vocab_size 280" in err and err.count("\n") == 1

@@ -8,6 +8,7 @@ from tests.parity.helpers import perturb
 from tformer.errors import ConfigError
 from tformer.models import TransformerModel
 from tformer.nn.attention import Attention
+from tformer.nn.attention_kinds import make_attention_kind
 from tformer.nn.attention_maps import AttentionWeightsUnavailable
 
 # (preset, overrides): every family, every position kind, GQA / MQA, a sliding window shorter than the text
@@ -179,7 +180,7 @@ def test_selection_out_of_range_is_a_one_line_error(kwargs, message):
 def test_a_layer_without_weights_is_named_before_running():
     model = build("gpt2-learned")
     attn = model.decoder_stack().layers[1].attn
-    attn.kind, attn.weights_unavailable = "performer", "random features never form the softmax matrix"
+    attn.kind = make_attention_kind("performer", None, d_model=64, n_heads=4, n_kv_heads=4, head_dim=16)
     with pytest.raises(
         AttentionWeightsUnavailable, match="attention kind 'performer' has no attention weights"
     ):

@@ -3,6 +3,7 @@ import torch
 
 from tformer.errors import ConfigError
 from tformer.nn.attention import Attention, reference_attention
+from tformer.nn.attention_kinds import make_attention_kind
 from tformer.nn.attention_maps import (
     AttentionWeightsUnavailable,
     MapSelection,
@@ -71,7 +72,7 @@ def test_selection_resolves_negative_indices_and_rejects_out_of_range():
 def test_a_kind_without_weights_is_named():
     attn = Attention(16, 4, 4, 4)
     check_weights_available(attn)  # the exact kind has maps
-    attn.kind, attn.weights_unavailable = "performer", "random features never form the softmax matrix"
+    attn.kind = make_attention_kind("performer", None, d_model=16, n_heads=4, n_kv_heads=4, head_dim=4)
     with pytest.raises(
         AttentionWeightsUnavailable, match="attention kind 'performer' has no attention weights"
     ):

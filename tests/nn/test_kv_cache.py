@@ -44,3 +44,39 @@ def test_reorder_selects_rows():
     cache.update(torch.tensor([0]), torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1, 1), torch.zeros(3, 1, 1, 1))
     cache.reorder(torch.tensor([2, 2, 0]))
     assert cache.k[:, 0, 0, 0].tolist() == [3.0, 3.0, 1.0]
+
+
+def filled(cache: KVCache, positions: list[int]) -> None:
+    """Write position p's value p (+ 100 * row) at every given position, one token at a time."""
+    rows = torch.arange(cache.k.shape[0], dtype=torch.float32).view(-1, 1, 1, 1) * 100
+    for p in positions:
+        value = rows + p
+        cache.update(torch.tensor([p]), value.expand(-1, cache.k.shape[1], 1, cache.k.shape[3]), value)
+
+
+def test_rewind_moves_each_row_by_its_shift():
+    cache = KVCache(3, 1, 10, 1)
+    filled(cache, list(range(6)))
+    cache.rewind(8, torch.tensor([0, 2, -1]))
+    k = cache.k[:, 0, :, 0]
+    assert k[0, :6].tolist() == [0, 1, 2, 3, 4, 5]  # unmoved
+    assert k[1, 2:8].tolist() == [100 + p for p in range(6)]  # row 1: position p now at p + 2
+    assert k[2, :5].tolist() == [201, 202, 203, 204, 205]  # row 2: p now at p - 1 (position 0 dropped)
+    cache.rewind(3)  # no shift: positions >= 3 are simply overwritten later
+    assert cache.key_positions(torch.tensor([3])).tolist() == [0, 1, 2, 3]
+
+
+def test_rolling_rewind_relabels_slots_and_rotates_rows():
+    cache = RollingKVCache(2, 1, 6, 1)  # ring of 6 slots (a window of 4 with 2 slots of slack)
+    filled(cache, list(range(9)))  # positions 3..8 in the ring
+    cache.rewind(7)  # drop 7 and 8 (rejected drafts): their slots now stand for 1 and 2 (out of any window)
+    assert sorted(cache.positions.tolist()) == [1, 2, 3, 4, 5, 6]
+    slot = {int(p): s for s, p in enumerate(cache.positions.tolist())}
+    assert [float(cache.k[0, 0, slot[p], 0]) for p in (3, 4, 5, 6)] == [3, 4, 5, 6]
+    cache.rewind(8, torch.tensor([0, 1]))  # row 1 moves right by one: its position p is now p + 1
+    assert sorted(cache.positions.tolist()) == [2, 3, 4, 5, 6, 7]
+    slot = {int(p): s for s, p in enumerate(cache.positions.tolist())}
+    assert [float(cache.k[1, 0, slot[p], 0]) for p in (4, 5, 6, 7)] == [103, 104, 105, 106]
+    assert [float(cache.k[0, 0, slot[p], 0]) for p in (3, 4, 5, 6)] == [3, 4, 5, 6]
+    cache.rewind(0)
+    assert cache.positions.tolist() == [-1] * 6

@@ -62,6 +62,8 @@ def test_cat_writes_each_part_into_its_slice(stored):
     mixed = cat([lazy["q"], InMemory(extra)], dim=1)
     assert mixed.dtype == torch.float64
     assert torch.equal(_materialised(mixed), torch.cat([plain["q"], extra], dim=1))
+    negative = cat([lazy["q"], InMemory(extra)], dim=-1)
+    assert torch.equal(_materialised(negative), torch.cat([plain["q"], extra], dim=-1))
     assert isinstance(cat([plain["q"], plain["k"]]), torch.Tensor)  # plain in, plain out
     with pytest.raises(ValueError, match=r"cannot concatenate shapes \(4, 4\), \(6, 4\) along dim 1"):
         Concat([lazy["q"], lazy["w"]], dim=1)

@@ -1,3 +1,5 @@
+"""`python -m tformer.cli ...`: the `tformer` command, for torchrun and environments without the script."""
+
 import sys
 
 from tformer.cli import main

@@ -44,6 +44,7 @@ def write_pngs(maps, out: Path, single_heads: bool) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Compute the maps of ``--text`` and write the HTML viewer, the PNGs and the head statistics."""
     import torch
 
     import tformer
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``attention`` command."""
     p = sub.add_parser(
         "attention",
         help="attention heatmaps, head statistics and an offline HTML viewer for a text",

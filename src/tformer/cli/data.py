@@ -10,6 +10,7 @@ import argparse
 
 
 def run_parallel_bible(args: argparse.Namespace) -> int:
+    """Write the aligned verse pairs of two translations as a TSV and print the size of each split."""
     from collections import Counter
 
     from tformer.data.parallel_bible import TEST_BOOKS, VALID_BOOKS, aligned_verses, write_pairs
@@ -26,6 +27,7 @@ def run_parallel_bible(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command and its recipes (``parallel-bible``)."""
     p = sub.add_parser("data", help="build training files from locally installed corpora")
     recipes = p.add_subparsers(dest="recipe", metavar="RECIPE")
     recipes.required = True

@@ -81,6 +81,7 @@ def sample(model, tokenizer, prompt: str, max_new_tokens: int, temperature: floa
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train the demo GPT (or resume it), then print a sample; after Ctrl-C, one of the model saved then."""
     from tformer.cli.train import setup_logging
     from tformer.training.launch import RunSpec, run_training
     from tformer.training.rundir import RUN_FILE
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` command: ``train``'s common options plus ``--data`` and the sampling options."""
     from tformer.cli.train import add_common_arguments
 
     p = sub.add_parser(

@@ -10,6 +10,7 @@ from tformer.training.tasks import TASK_NAMES
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the metrics of a model directory on ``--data`` (one line per metric, or one JSON object)."""
     from tformer import from_pretrained, load_tokenizer
     from tformer.training.evaluate import evaluate_model
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` command."""
     p = sub.add_parser(
         "eval",
         help="evaluate a trained model on a data file",

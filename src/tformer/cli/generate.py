@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
+from tformer.cli import speculative_options
 from tformer.errors import ConfigError, DataError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def read_prompt(args: argparse.Namespace) -> str:
+    """The prompt text: ``--prompt`` itself, or the UTF-8 contents of ``--prompt-file``."""
     if args.prompt_file is not None:
         path = Path(args.prompt_file)
         if not path.is_file():
@@ -55,6 +58,7 @@ def fit_prompt(ids: list[int], model, max_new_tokens: int, truncate: bool) -> li
 
 
 def generation_options(args: argparse.Namespace, model, tok) -> dict:
+    """``generate`` keyword arguments from the flags; EOS and pad ids from the model, else the tokenizer."""
     opts = dict(
         max_new_tokens=args.max_new_tokens,
         do_sample=args.do_sample,
@@ -77,15 +81,17 @@ def generation_options(args: argparse.Namespace, model, tok) -> dict:
 
 
 def write(text: str) -> None:
+    """Write to stdout at once (streamed tokens must show as they come)."""
     sys.stdout.write(text)
     sys.stdout.flush()
 
 
 def run(args: argparse.Namespace) -> int:
+    """Generate from ``--prompt`` and print the text (streamed, per returned sequence, or speculative)."""
     import torch
 
     import tformer
-    from tformer.generation import stream_text
+    from tformer.generation import TextStreamer, stream_text
     from tformer.kernels import native_kernels
 
     tok = load_tokenizer_for(args.model, args.tokenizer)
@@ -96,26 +102,39 @@ def run(args: argparse.Namespace) -> int:
     ids = fit_prompt(tok.encode(prompt, allowed_special="all"), model, args.max_new_tokens, args.truncate)
     input_ids = torch.tensor([ids], dtype=torch.long)
     opts = generation_options(args, model, tok)
+    spec = speculative_options.speculative_options(args, model, tok, prompt)
     echo = prompt if model.config.arch == "decoder" and not args.no_echo else ""
     if args.stream and opts["num_return_sequences"] > 1:
         raise ConfigError("--stream shows one sequence; drop --num-return-sequences")
     with native_kernels(model, enabled=args.native_kernels):
-        if args.stream:
+        if args.stream and not spec:
             write(echo)
             for piece in stream_text(model, tok, input_ids, **opts):
                 write(piece)
             write("\n")
             return 0
-        out = model.generate(input_ids, tokenizer=tok, **opts)
-    start = len(ids) if model.config.arch == "decoder" else 1
-    for i, row in enumerate(out):
-        if len(out) > 1:
-            write(f"--- sequence {i + 1} ---\n")
-        write(echo + tok.decode(row[start:].tolist(), skip_special_tokens=True) + "\n")
+        streamer = TextStreamer(tok, write) if args.stream else None  # speculative: tokens come in blocks
+        write(echo if streamer else "")
+        began = time.perf_counter()
+        result = model.generate(input_ids, tokenizer=tok, streamer=streamer, return_dict=True, **opts, **spec)
+        seconds = time.perf_counter() - began
+    if streamer is not None:
+        streamer.end()
+        write("\n")
+    else:
+        out = result.sequences
+        start = len(ids) if model.config.arch == "decoder" else 1
+        for i, row in enumerate(out):
+            if len(out) > 1:
+                write(f"--- sequence {i + 1} ---\n")
+            write(echo + tok.decode(row[start:].tolist(), skip_special_tokens=True) + "\n")
+    if spec:
+        speculative_options.report(result, len(ids), opts["eos_token_id"], seconds)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` command with its sampling, beam, speculative and native-kernel options."""
     p = sub.add_parser(
         "generate",
         help="generate text from a model directory",
@@ -151,6 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dtype", default="auto", choices=DTYPES, help="weights' dtype (default: the checkpoint's)"
     )
+    speculative_options.add_arguments(p)
     p.add_argument(
         "--native-kernels",
         action="store_true",

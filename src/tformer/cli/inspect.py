@@ -26,6 +26,7 @@ def load_config(target: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the report of a preset or model directory; ``--attention-kind all`` adds a line per kind."""
     from tformer.inspect import compare_kinds, format_kinds, format_report, inspect_config
 
     cfg = load_config(args.model)
@@ -54,6 +55,7 @@ def _params(text: str | None) -> dict:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``inspect`` command."""
     p = sub.add_parser(
         "inspect",
         help="parameters, FLOPs, KV-cache and attention memory of a model",

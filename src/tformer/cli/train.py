@@ -24,6 +24,7 @@ class _TqdmHandler(logging.Handler):
 
 
 def setup_logging() -> None:
+    """Send ``tformer.training``'s log lines to stderr through tqdm, once, at INFO (not to the root)."""
     log = logging.getLogger("tformer.training")
     if not any(isinstance(h, _TqdmHandler) for h in log.handlers):
         handler = _TqdmHandler()
@@ -53,6 +54,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train as the flags describe (new run or ``--resume``); the main process prints the final metrics."""
     from tformer.training import distributed
     from tformer.training.launch import RunSpec, run_training
 
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` command."""
     p = sub.add_parser(
         "train",
         help="train a model on your data",

@@ -39,6 +39,7 @@ class VersePair:
 
     @property
     def split(self) -> str:
+        """``train``, ``valid`` or ``test``: the fixed split of this verse's book."""
         return split_of(self.book)
 
 

@@ -19,6 +19,7 @@ from tformer.generation.decode import DecodeContext, decode_tokens
 from tformer.generation.protocols import CachedModel, CausalLM, GenerativeLM, Seq2SeqLM
 from tformer.generation.runners import DecoderRunner, Runner, Seq2SeqRunner
 from tformer.generation.sampling import make_generator
+from tformer.generation.speculative import SpeculativeConfig, SpeculativeDecoder
 from tformer.generation.stopping import StopStrings
 from tformer.tokenizers.stream import SupportsDecode
 
@@ -26,11 +27,22 @@ from tformer.tokenizers.stream import SupportsDecode
 @dataclass
 class GenerateOutput:
     """``generate(..., return_dict=True)``: sequences; for beam search each one's final score; with
-    ``output_logits=True`` the raw next-token logits of every step, each (B, V) (Hugging Face's names)."""
+    ``output_logits=True`` the raw next-token logits of every step, each (B, V) (Hugging Face's names).
+    Speculative decoding adds the drafted and accepted token counts of each row (B,)."""
 
     sequences: torch.Tensor
     sequences_scores: torch.Tensor | None = None
     logits: tuple[torch.Tensor, ...] | None = None
+    num_drafted: torch.Tensor | None = None
+    num_accepted: torch.Tensor | None = None
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """Accepted / drafted tokens over all rows (speculative decoding), else None."""
+        if self.num_drafted is None or self.num_accepted is None:
+            return None
+        drafted = int(self.num_drafted.sum())
+        return int(self.num_accepted.sum()) / drafted if drafted else 0.0
 
 
 def is_encoder_decoder(model: GenerativeLM) -> TypeGuard[Seq2SeqLM]:
@@ -75,10 +87,11 @@ def check_context(model: CachedModel, prompt_len: int, new_tokens: int, what: st
 Prepared = tuple[torch.Tensor, int, Runner, torch.Tensor | None]  # tokens (B, L), T, runner, ignore_before
 
 
-def prepare_decoder_only(
+def decoder_prompt(
     model: CausalLM, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cfg: GenerationConfig
-) -> Prepared:
-    """Tokens buffer (B, L), prompt length, runner and repetition-penalty offsets for a decoder-only model."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts and mask (B * expand, T): BOS for an empty prompt, the mask inferred from padding when not
+    given, each row repeated for its beams or samples."""
     if input_ids.shape[1] == 0:
         bos = model.config.bos_token_id
         if bos is None:
@@ -89,15 +102,19 @@ def prepare_decoder_only(
         attention_mask = None
     if attention_mask is None:
         attention_mask = default_attention_mask(input_ids, cfg)
-    B, T = input_ids.shape
-    check_context(model, T, cfg.max_new_tokens, "prompt")
+    check_context(model, input_ids.shape[1], cfg.max_new_tokens, "prompt")
     expand = max(cfg.num_beams, cfg.num_return_sequences if cfg.do_sample else 1)
-    input_ids, attention_mask = (
-        input_ids.repeat_interleave(expand, 0),
-        attention_mask.repeat_interleave(expand, 0),
-    )
+    return input_ids.repeat_interleave(expand, 0), attention_mask.repeat_interleave(expand, 0)
+
+
+def prepare_decoder_only(
+    model: CausalLM, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cfg: GenerationConfig
+) -> Prepared:
+    """Tokens buffer (B, L), prompt length, runner and repetition-penalty offsets for a decoder-only model."""
+    input_ids, attention_mask = decoder_prompt(model, input_ids, attention_mask, cfg)
+    T = input_ids.shape[1]
     L = T + cfg.max_new_tokens
-    tokens = torch.empty(B * expand, L, dtype=torch.long, device=input_ids.device)
+    tokens = torch.empty(input_ids.shape[0], L, dtype=torch.long, device=input_ids.device)
     tokens[:, :T] = input_ids
     ignore_before = (attention_mask != 0).int().argmax(dim=1)  # left padding the repetition penalty skips
     return tokens, T, DecoderRunner(model, attention_mask, L), ignore_before
@@ -163,6 +180,7 @@ def stream_generate(
     Inputs are checked (and an encoder-decoder's source encoded) here, before the first ``next``. A model
     runs one generation at a time: its caches belong to the stream until it ends or is closed.
     """
+    spec = SpeculativeConfig.pop_from(options)
     cfg = GenerationConfig.from_kwargs(options)
     if model.config.arch == "encoder":
         raise GenerationError("an encoder-only model cannot generate; use a decoder or encoder-decoder model")
@@ -171,6 +189,8 @@ def stream_generate(
     if attention_mask is not None:
         attention_mask = attention_mask.to(model.device)
     stop = StopStrings(cfg.stop_string_list, tokenizer) if cfg.stop_string_list else None
+    if spec is not None:
+        return _speculative_stream(model, input_ids, attention_mask, cfg, spec, stop)
     with torch.inference_mode():
         if is_encoder_decoder(model):
             tokens, T, runner, ignore_before = prepare_encoder_decoder(model, input_ids, attention_mask, cfg)
@@ -180,6 +200,30 @@ def stream_generate(
     generator = make_generator(cfg.seed, tokens.device)
     ctx = DecodeContext(tokens, T, cfg, cfg.use_cache, ignore_before, stop, generator)
     return TokenStream(_steps(model, runner, ctx))
+
+
+def _speculative_stream(
+    model: GenerativeLM,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cfg: GenerationConfig,
+    spec: SpeculativeConfig,
+    stop: StopStrings | None,
+) -> TokenStream:
+    """``stream_generate`` with a draft model or prompt lookup (``tformer.generation.speculative``)."""
+    decoder_only = cast(CausalLM, model)  # SpeculativeDecoder refuses encoder-decoders
+    with torch.inference_mode():
+        input_ids, attention_mask = decoder_prompt(decoder_only, input_ids, attention_mask, cfg)
+    generator = make_generator(cfg.seed, input_ids.device)
+    decoder = SpeculativeDecoder(decoder_only, input_ids, attention_mask, cfg, spec, stop, generator)
+
+    def steps() -> Generator[torch.Tensor, None, GenerateOutput]:
+        yield from decoder.steps()
+        return GenerateOutput(
+            decoder.rows.sequences(), num_drafted=decoder.num_drafted, num_accepted=decoder.num_accepted
+        )
+
+    return TokenStream(steps())
 
 
 def _steps(
@@ -212,6 +256,7 @@ def generate(
     tokenizer: SupportsDecode | None = None,
     streamer: Callable[[torch.Tensor], None] | None = None,
     return_dict: bool = False,
+    return_dict_in_generate: bool = False,
     **options: Any,
 ) -> torch.Tensor | GenerateOutput:
     """Generate continuations of ``input_ids`` (B, T), with Hugging Face's options and meanings.
@@ -222,12 +267,16 @@ def generate(
         attention_mask: (B, T) 1 for tokens, 0 for padding; inferred from ``pad_token_id`` when None.
         tokenizer: needed for ``stop_strings``.
         streamer: called with each step's new tokens (B,) as they are produced (beam search: at the end).
-        return_dict: return a ``GenerateOutput`` (with ``sequences_scores`` for beam search).
+        return_dict: return a ``GenerateOutput`` (with ``sequences_scores`` for beam search, and the drafted
+            and accepted counts for speculative decoding); ``return_dict_in_generate`` is Hugging Face's name.
         **options: ``GenerationConfig`` fields: max_new_tokens=20, do_sample=False, temperature=1.0,
             top_k=None (no top-k), top_p=None, num_beams=1, length_penalty=1.0, early_stopping=False
             (True / False / "never"), num_return_sequences=1, repetition_penalty=1.0, eos_token_id,
             pad_token_id, decoder_start_token_id (default from the model config), stop_strings,
-            seed (a private RNG; None uses torch's global one), use_cache=True, output_logits=False.
+            seed (a private RNG; None uses torch's global one), use_cache=True, output_logits=False;
+            speculative decoding (decoder-only): assistant_model (a draft model sharing the vocabulary),
+            num_assistant_tokens=20, num_assistant_tokens_schedule="constant" | "heuristic", or
+            prompt_lookup_num_tokens=N with max_matching_ngram_size=2.
 
     Returns:
         (B * num_return_sequences, length) token ids, or a ``GenerateOutput`` when ``return_dict``.
@@ -241,4 +290,4 @@ def generate(
             streamer(new)
     output = stream.output
     assert output is not None  # set once the stream is exhausted
-    return output if return_dict else output.sequences
+    return output if return_dict or return_dict_in_generate else output.sequences

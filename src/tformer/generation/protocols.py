@@ -39,8 +39,10 @@ class CachedModel(Protocol):
         max_seq_len: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        window_slack: int = 0,
     ) -> None:
-        """Preallocate caches for ``batch_size`` rows of ``max_seq_len`` tokens."""
+        """Preallocate caches for ``batch_size`` rows of ``max_seq_len`` tokens (sliding-window ring buffers
+        with ``window_slack`` extra slots)."""
 
     def reset_caches(self) -> None:
         """Empty the caches, keeping their buffers."""
@@ -90,3 +92,11 @@ class Seq2SeqLM(CachedModel, Protocol):
 
 
 GenerativeLM = CausalLM | Seq2SeqLM
+
+
+@runtime_checkable
+class SpeculativeLM(CausalLM, Protocol):
+    """A decoder-only LM whose caches can drop rejected tokens: what speculative decoding needs."""
+
+    def rewind_caches(self, end: int, shift: torch.Tensor | None = None) -> None:
+        """Keep cache positions < ``end``; row b's entries move by ``shift[b]`` (B,) positions."""

@@ -44,41 +44,51 @@ class LazyTensor:
     # --- the tensor interface the converters use -----------------------------------------------------
     @property
     def ndim(self) -> int:
+        """Number of dimensions."""
         return len(self.shape)
 
     def numel(self) -> int:
+        """Number of elements."""
         return self.shape.numel()
 
     def size(self, dim: int | None = None) -> torch.Size | int:
+        """The shape, or one dimension of it."""
         return self.shape if dim is None else self.shape[dim]
 
     def _derive(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Derived:
         return Derived(self, fn)
 
     def t(self) -> LazyTensor:
+        """Lazy ``Tensor.t()``."""
         return self._derive(lambda x: x.t())
 
     def transpose(self, dim0: int, dim1: int) -> LazyTensor:
+        """Lazy ``Tensor.transpose()``."""
         return self._derive(lambda x: x.transpose(dim0, dim1))
 
     def reshape(self, *shape: Any) -> LazyTensor:
+        """Lazy ``Tensor.reshape()``."""
         return self._derive(lambda x: x.reshape(*shape))
 
     def view(self, *shape: Any) -> LazyTensor:
+        """Lazy ``Tensor.view()``."""
         return self._derive(lambda x: x.view(*shape))
 
     def narrow(self, dim: int, start: int, length: int) -> LazyTensor:
+        """Lazy ``Tensor.narrow()``."""
         return self._derive(lambda x: x.narrow(dim, start, length))
 
     def __getitem__(self, index: Any) -> LazyTensor:
         return self._derive(lambda x: x[index])
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[LazyTensor, ...]:
+        """Lazy ``Tensor.chunk()``: one lazy tensor per chunk."""
         n = len(torch.empty(self.shape, device="meta").chunk(chunks, dim))
         return tuple(self._derive(lambda x, i=i: x.chunk(chunks, dim)[i]) for i in range(n))
 
     def contiguous(self) -> LazyTensor:
-        return self  # every materialised tensor is contiguous
+        """Itself: every materialised tensor is contiguous."""
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={tuple(self.shape)}, dtype={self.dtype})"
@@ -92,9 +102,11 @@ class Stored(LazyTensor):
         self.shape, self.dtype = torch.Size(stored.shape), stored.dtype
 
     def tensor(self) -> torch.Tensor:
+        """The stored values: memory-mapped (see ``StoredTensor.map``) or read."""
         return self.stored.map() if self.mmap else self.stored.read()
 
     def write_into(self, out: torch.Tensor) -> None:
+        """Read the bytes straight into ``out`` when it can hold them as they are, else copy (cast) them."""
         if out.dtype == self.dtype and out.device.type == "cpu" and out.is_contiguous():
             self.stored.read_into(out)  # straight from the file: no mapping, no temporary
         else:
@@ -102,6 +114,7 @@ class Stored(LazyTensor):
 
     @property
     def zero_copy(self) -> bool:
+        """Whether the values are mapped, not read (``mmap`` and an aligned tensor)."""
         return self.mmap and self.stored.mappable
 
 
@@ -113,10 +126,12 @@ class InMemory(LazyTensor):
         self.shape, self.dtype = value.shape, value.dtype
 
     def tensor(self) -> torch.Tensor:
+        """The tensor itself."""
         return self.value
 
     @property
     def zero_copy(self) -> bool:
+        """Whether the tensor can be used as it is (contiguous)."""
         return self.value.is_contiguous()
 
 
@@ -130,6 +145,7 @@ class Derived(LazyTensor):
         self.shape, self.dtype = probe.shape, probe.dtype
 
     def tensor(self) -> torch.Tensor:
+        """The operation applied to the source's values (a view of them)."""
         return self.fn(self.source.tensor())
 
 
@@ -137,7 +153,8 @@ class Concat(LazyTensor):
     """Lazy ``torch.cat``: written part by part into slices of the output (q, k, v into one fused weight)."""
 
     def __init__(self, parts: Sequence[LazyTensor], dim: int = 0) -> None:
-        self.parts, self.dim = list(parts), dim
+        self.parts = list(parts)
+        self.dim = dim = dim % len(self.parts[0].shape)
         # torch.cat's shape rule, worked out here: torch.cat on meta tensors imports torch._dynamo (seconds)
         first = self.parts[0].shape
         if any(len(p.shape) != len(first) for p in self.parts) or any(
@@ -149,9 +166,11 @@ class Concat(LazyTensor):
         self.shape = first[:dim] + torch.Size([sum(p.shape[dim] for p in self.parts)]) + first[dim + 1 :]
 
     def tensor(self) -> torch.Tensor:
+        """``torch.cat`` of the parts' values (a new tensor)."""
         return torch.cat([p.tensor() for p in self.parts], self.dim)
 
     def write_into(self, out: torch.Tensor) -> None:
+        """Each part into its slice of ``out``: no concatenated temporary."""
         offset = 0
         for part in self.parts:
             size = part.shape[self.dim]

@@ -82,12 +82,14 @@ class TransformerModel(nn.Module):
         max_seq_len: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        window_slack: int = 0,
     ) -> None:
         """Preallocate the decoder's key/value caches for ``batch_size`` sequences of ``max_seq_len`` tokens.
 
-        Sliding-window models get ring buffers of the window size; an attention kind with its own decoding
-        state (Performer) gets that instead. Cross-attention gets a slot for keys/values computed once from
-        the encoder output.
+        Sliding-window models get ring buffers of the window size, plus ``window_slack`` slots so that
+        speculative decoding can write that many tokens beyond what it keeps (see ``rewind_caches``); an
+        attention kind with its own decoding state (Performer) gets that instead. Cross-attention gets a
+        slot for keys/values computed once from the encoder output.
         """
         cfg = self.config
         max_seq_len = max_seq_len or cfg.max_seq_len
@@ -101,9 +103,9 @@ class TransformerModel(nn.Module):
             make_state = getattr(block.attn.kind, "make_cache", None)  # e.g. Performer's constant-size state
             if make_state is not None:
                 block.attn.cache = make_state(batch_size, dtype, device)
-            elif window is not None and window < max_seq_len:
+            elif window is not None and window + window_slack < max_seq_len:
                 block.attn.cache = RollingKVCache(
-                    batch_size, cfg.n_kv_heads, window, cfg.head_dim, dtype, device
+                    batch_size, cfg.n_kv_heads, window + window_slack, cfg.head_dim, dtype, device
                 )
             else:
                 block.attn.cache = KVCache(
@@ -117,6 +119,21 @@ class TransformerModel(nn.Module):
         for m in self.modules():
             if isinstance(m, (KVCache, StaticKV)):
                 m.reorder(index)
+
+    def rewind_caches(self, end: int, shift: torch.Tensor | None = None) -> None:
+        """Speculative decoding: keep positions < ``end``, moving row b's entries by ``shift[b]`` positions.
+
+        Raises:
+            GenerationError: a cache that cannot be rewound (a recurrent state rather than keys/values).
+        """
+        for block in self.decoder_stack().layers:
+            cache = block.attn.cache
+            if not isinstance(cache, KVCache) or not getattr(cache, "rewindable", True):
+                raise generation.GenerationError(
+                    f"speculative decoding is not supported with {type(cache).__name__} caches: "
+                    "it needs key/value caches that can drop rejected tokens"
+                )
+            cache.rewind(end, shift)
 
     def reset_caches(self) -> None:
         """Empty the caches (keep the buffers) before a new sequence."""

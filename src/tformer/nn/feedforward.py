@@ -32,6 +32,7 @@ class FeedForward(nn.Module):
         self.activation, self.act = activation, get_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d_model) -> (B, T, d_model)."""
         return self.down(self.act(self.up(x)))
 
 
@@ -46,6 +47,7 @@ class GatedFeedForward(nn.Module):
         self.activation, self.act = activation, get_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d_model) -> (B, T, d_model)."""
         return self.down(self.act(self.gate(x)) * self.up(x))
 
 

@@ -52,11 +52,30 @@ class KVCache(nn.Module):
         self.k.copy_(self.k.index_select(0, index))
         self.v.copy_(self.v.index_select(0, index))
 
+    def rewind(self, end: int, shift: torch.Tensor | None = None) -> None:
+        """Keep positions < ``end`` (speculative decoding drops rejected tokens), moving row b's entries from
+        position p to p + shift[b] (rows realigned after accepting different numbers of tokens).
+
+        Entries at positions >= ``end`` are dropped: ``update`` rewrites them before any query can see them.
+        A shifted row's valid entries must stay inside 0 .. max_seq_len - 1.
+        """
+        if shift is None or not bool(shift.any()):
+            return
+        span = min(self.max_seq_len, end + max(0, -int(shift.min())))
+        rows = shift.nonzero().flatten()
+        # new position p of row b takes old position p - shift[b]; the modulo only touches dropped entries
+        source = (torch.arange(span, device=shift.device)[None, :] - shift[rows, None]) % span  # (R, span)
+        for buf in (self.k, self.v):
+            index = source[:, None, :, None].expand(-1, buf.shape[1], -1, buf.shape[3])  # (R, Hkv, span, D)
+            buf[rows, :, :span] = buf[rows, :, :span].gather(2, index)
+
     def reset(self) -> None:
+        """Zero the buffers before a new sequence."""
         self.k.zero_()
         self.v.zero_()
 
     def nbytes(self) -> int:
+        """Bytes held by the key and value buffers."""
         return self.k.numel() * self.k.element_size() * 2
 
 
@@ -86,6 +105,10 @@ class RollingKVCache(KVCache):
         )
 
     def key_positions(self, input_pos: torch.Tensor) -> torch.Tensor:
+        """(S,) positions of the keys ``update`` returns (-1: an empty slot).
+
+        One token: the ring's slots after its write. A chunk: the slots before it, then the chunk's positions.
+        """
         if input_pos.numel() == 1:
             pos = self.positions.clone()
             pos[input_pos % self.window] = input_pos
@@ -95,6 +118,12 @@ class RollingKVCache(KVCache):
     def update(
         self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, Hkv, T, D) into the ring and return the keys/values the queries attend over.
+
+        One token: the ring after the write, (B, Hkv, window, D). A chunk of T > 1 tokens: the ring before
+        the write followed by the chunk, (B, Hkv, window + T, D), so no chunk token evicts a key that an
+        earlier token of the chunk still sees. ``key_positions`` labels each returned key.
+        """
         if input_pos.numel() == 1:
             slot = input_pos % self.window
             self.k[:, :, slot], self.v[:, :, slot], self.positions[slot] = k, v, input_pos
@@ -106,7 +135,30 @@ class RollingKVCache(KVCache):
         self.positions[slots] = input_pos[keep]
         return k_all, v_all
 
+    def rewind(self, end: int, shift: torch.Tensor | None = None) -> None:
+        """``KVCache.rewind`` on the ring: rows rotate by their shift; slot s is then labelled with the newest
+        position < ``end`` that maps to it.
+
+        Exact while the ring has at least W + (tokens written since the last rewind) - 1 slots, W the model's
+        sliding window (``setup_caches(window_slack=...)``): the keys a later query can see (its last W
+        positions) were then never overwritten. Slots labelled with older positions may hold rejected or
+        shifted-in entries; the sliding window hides them.
+        """
+        ring = self.window
+        if shift is not None and bool(shift.any()):
+            rows = shift.nonzero().flatten()
+            source = (
+                torch.arange(ring, device=shift.device)[None, :] - shift[rows, None]
+            ) % ring  # (R, ring)
+            for buf in (self.k, self.v):
+                index = source[:, None, :, None].expand(-1, buf.shape[1], -1, buf.shape[3])
+                buf[rows] = buf[rows].gather(2, index)
+        slots = torch.arange(ring, device=self.positions.device)
+        newest = (end - 1) - (end - 1 - slots) % ring  # (ring,) the newest position < end in each slot
+        self.positions.copy_(newest.masked_fill(newest < 0, -1))
+
     def reset(self) -> None:
+        """Zero the buffers and mark every slot empty."""
         super().reset()
         self.positions.fill_(-1)
 
@@ -120,8 +172,10 @@ class StaticKV(nn.Module):
         self.v: torch.Tensor | None = None
 
     def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search): row i becomes old row index[i]."""
         if self.k is not None:
             self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
 
     def reset(self) -> None:
+        """Forget the keys/values: the next input computes them again from its encoder output."""
         self.k = self.v = None

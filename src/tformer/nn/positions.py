@@ -33,6 +33,7 @@ class LearnedPositionalEmbedding(nn.Embedding):
         self.offset = offset
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, d_model)
+        """The embeddings of (B, T) position ids: (B, T, dim)."""
         return super().forward(position_ids + self.offset)
 
 
@@ -65,6 +66,7 @@ class SinusoidalPositionalEmbedding(nn.Module):
         self.register_buffer("table", table, persistent=False)
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, d_model)
+        """The table rows of (B, T) position ids: (B, T, dim)."""
         return self.table[position_ids]
 
 

@@ -217,6 +217,7 @@ class ByteLevelBPETokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
+        """Number of ids, special tokens included (one more than the largest id)."""
         return self._vocab_size
 
     # ---- encoding -----------------------------------------------------------------------------------

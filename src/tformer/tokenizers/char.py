@@ -91,6 +91,7 @@ class CharTokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
+        """Number of ids: the characters plus the special tokens."""
         return len(self._tokens)
 
     def _encode_ordinary(self, text: str) -> list[int]:

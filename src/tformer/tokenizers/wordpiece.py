@@ -213,6 +213,7 @@ class WordPieceTokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
+        """Number of ids, special tokens included (one more than the largest id)."""
         return self._vocab_size
 
     # ---- encoding -----------------------------------------------------------------------------------

@@ -120,6 +120,7 @@ class TrainConfig:
             raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (``betas`` as a list)."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d

@@ -15,16 +15,20 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in the data-parallel group: rank, world size and its rank on this machine."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
+        """Whether more than one process trains (collectives are needed)."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0, the process that logs and writes files."""
         return self.rank == 0
 
 
@@ -49,11 +53,13 @@ def init(device: torch.device) -> DistInfo:
 
 
 def shutdown() -> None:
+    """Leave the process group, if one was joined."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait until every process reaches this point (a no-op when training alone)."""
     if info.enabled:
         dist.barrier()
 

@@ -20,11 +20,13 @@ class MetricsLog:
         self.path = Path(path)
 
     def append(self, row: dict[str, Any]) -> None:
+        """Add one row as a line of JSON (the directory is created when missing)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
     def rows(self) -> list[dict[str, Any]]:
+        """Every row logged so far, in order; a line cut short by a crash is skipped."""
         if not self.path.is_file():
             return []
         out = []

@@ -76,5 +76,6 @@ def lr_at(step: int, cfg: TrainConfig, d_model: int) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set ``lr`` on every parameter group (the schedule is applied by hand each step)."""
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -68,6 +68,7 @@ class AuxLossTap:
         self.losses: list[torch.Tensor] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the model and keep its ``aux_loss``, if any."""
         out = self.model(*args, **kwargs)
         aux = getattr(out, "aux_loss", None)
         if aux is not None:
@@ -282,6 +283,7 @@ class Trainer:
         return better
 
     def run_eval(self, step: int) -> dict[str, float]:
+        """Evaluate at ``step``; the main process logs, exports a new best model and redraws the plot."""
         metrics = self.evaluate()
         if not metrics:
             return metrics

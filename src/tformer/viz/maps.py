@@ -45,6 +45,7 @@ class MapSet:
 
     @property
     def title(self) -> str:
+        """The heading shown for this kind of attention."""
         return TITLES.get(self.name, self.name)
 
     @property
@@ -64,6 +65,7 @@ class AttentionMaps:
     target_text: str | None = None
 
     def get(self, name: str) -> MapSet:
+        """The map set called ``name``; a KeyError lists the ones there are."""
         for s in self.sets:
             if s.name == name:
                 return s

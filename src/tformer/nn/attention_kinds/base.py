@@ -75,6 +75,7 @@ class MaskSpec:
 
     @property
     def has_globals(self) -> bool:
+        """Whether any key or query is a global token."""
         return self.global_keys is not None or self.global_queries is not None
 
     def key_ok(self, batch: int) -> torch.Tensor:

@@ -87,6 +87,7 @@ class BlockSparseAttention(AttentionKind):
 
     @classmethod
     def from_params(cls, params: BlockSparseParams, **sizes: object) -> BlockSparseAttention:
+        """The kind from its typed parameters (the layer's sizes do not matter)."""
         return cls(
             block_size=params.block_size,
             window_blocks=params.window_blocks,

@@ -27,6 +27,7 @@ class ExactAttention(AttentionKind):
 
     @classmethod
     def from_params(cls, params: ExactParams, **sizes: object) -> ExactAttention:
+        """The kind with the SDPA backend (exact attention has no parameters)."""
         return cls()
 
     def forward(

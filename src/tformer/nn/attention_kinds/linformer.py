@@ -43,6 +43,7 @@ class LinformerAttention(AttentionKind):
 
     @classmethod
     def from_params(cls, params: LinformerParams, **sizes: object) -> LinformerAttention:
+        """The kind from its typed parameters; ``max_seq_len`` must be set (the projections' width)."""
         if params.max_seq_len is None:
             raise ValueError("linformer needs max_seq_len (the longest sequence its projections cover)")
         return cls(params.k, params.max_seq_len, share_kv=params.share_kv)

@@ -74,6 +74,7 @@ class LocalGlobalAttention(AttentionKind):
         head_dim: int,
         qkv_bias: bool,
     ) -> LocalGlobalAttention:
+        """The kind for a layer of these sizes (the global projections are as wide as the layer's)."""
         return cls(
             d_model,
             n_heads,

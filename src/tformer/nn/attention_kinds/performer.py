@@ -54,6 +54,7 @@ class PerformerState(KVCache):
     """
 
     single_query_sees_all_keys = True
+    rewindable = False  # a running sum cannot drop rejected tokens (speculative decoding)
 
     def __init__(
         self,
@@ -68,6 +69,13 @@ class PerformerState(KVCache):
         self.register_buffer("z", torch.zeros(batch_size, n_heads, nb_features, device=device))
         self.next_pos = 0
 
+    def rewind(self, end: int, shift: torch.Tensor | None = None) -> None:
+        """A running sum cannot drop tokens: speculative decoding needs key/value caches."""
+        raise ValueError(
+            "speculative decoding is not supported with attention_kind='performer': its decoding state is a "
+            "running sum that cannot drop rejected tokens"
+        )
+
     def key_positions(self, input_pos: torch.Tensor) -> torch.Tensor:
         """The keys of a call are its own tokens; the earlier ones live in the state."""
         return input_pos
@@ -75,6 +83,7 @@ class PerformerState(KVCache):
     def update(
         self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check that ``input_pos`` continues the state's positions in order; return k, v unchanged."""
         start = int(input_pos[0])
         if start != self.next_pos or not torch.equal(
             input_pos, torch.arange(start, start + input_pos.numel(), device=input_pos.device)
@@ -87,15 +96,18 @@ class PerformerState(KVCache):
         return k, v
 
     def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows of the state (beam search): row i becomes old row index[i]."""
         self.kv.copy_(self.kv.index_select(0, index))
         self.z.copy_(self.z.index_select(0, index))
 
     def reset(self) -> None:
+        """Empty the state for a new sequence (positions start again at 0)."""
         self.kv.zero_()
         self.z.zero_()
         self.next_pos = 0
 
     def nbytes(self) -> int:
+        """Bytes held by the state (S and z): the same at every length."""
         return (self.kv.numel() + self.z.numel()) * self.kv.element_size()
 
 
@@ -134,6 +146,7 @@ class PerformerAttention(AttentionKind):
 
     @classmethod
     def from_params(cls, params: PerformerParams, *, head_dim: int, n_heads: int, **sizes: object):
+        """The kind for a layer with this head_dim and head count (the decoding state's shape)."""
         return cls(
             head_dim,
             n_heads,

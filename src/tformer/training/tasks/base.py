@@ -137,6 +137,7 @@ class IndexStream:
         return self._perm
 
     def take(self, start: int, count: int) -> list[int]:
+        """Items ``start .. start + count - 1`` of the stream (epochs continue across the boundary)."""
         out = []
         for j in range(start, start + count):
             out.append(int(self._permutation(j // self.n)[j % self.n]))
@@ -201,6 +202,7 @@ class Task(ABC):
         """The fixed global evaluation batches (drawn once; the same at every evaluation)."""
 
     def eval_batches(self) -> list[Batch]:
+        """The evaluation batches, made on the first call and reused: every evaluation sees the same data."""
         if self._eval is None:
             self._eval = self.make_eval_batches()
         return self._eval
@@ -252,6 +254,7 @@ class ExampleTask(Task):
 
     @classmethod
     def read_inputs(cls, paths: Sequence[Path]) -> tuple[list[str], list[Record]]:
+        """(texts to train a tokenizer on, records): each record's first ``text_fields`` fields are text."""
         records = [r for p in paths for r in read_records(p, cls.record_fields)]
         return [t for r in records for t in r[: cls.text_fields]], records
 
@@ -271,9 +274,11 @@ class ExampleTask(Task):
         """A padded batch of examples."""
 
     def train_batch(self, step: int, micro: int) -> Batch:
+        """The next ``batch_size`` examples of the shuffled stream, collated."""
         idx = self.stream.take(self.micro_index(step, micro) * self.batch_size, self.batch_size)
         return self.collate([self.train[i] for i in idx])
 
     def make_eval_batches(self) -> list[Batch]:
+        """``val`` in order, ``batch_size`` examples a batch: the first ``eval_batches`` batches, or all."""
         rows = self.val if self.n_eval is None else self.val[: self.n_eval * self.batch_size]
         return [self.collate(rows[i : i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]

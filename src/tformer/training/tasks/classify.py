@@ -70,6 +70,7 @@ class ClassifyTask(ExampleTask):
 
     @classmethod
     def from_setup(cls, setup: TaskSetup) -> ClassifyTask:
+        """Encode the records under the model's label names, then split them into train and val."""
         cfg, model_cfg = setup.config, setup.model_config
         _, records = cls.read_inputs(setup.paths)
         names = model_cfg.extra.get("labels") or [str(i) for i in range(model_cfg.num_labels)]
@@ -94,22 +95,27 @@ class ClassifyTask(ExampleTask):
         }
 
     def collate(self, examples: Sequence[Example]) -> Batch:
+        """Right-padded (B, T) ids and attention mask, and (B,) label ids."""
         ids, mask = pad_rows([e[0] for e in examples], self.pad_id)
         return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e[1] for e in examples])}
 
     def loss(self, model: Any, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean cross-entropy of the (B, num_labels) logits against the labels."""
         logits = model(batch["input_ids"], batch["attention_mask"]).logits  # (B, num_labels)
         return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=label_smoothing)
 
     def eval_sums(self, model: Any, batch: Batch) -> dict[str, float]:
+        """Summed loss, example count and correct predictions of the batch."""
         logits = model(batch["input_ids"], batch["attention_mask"]).logits.float()
         loss = F.cross_entropy(logits, batch["labels"], reduction="sum")
         correct = (logits.argmax(-1) == batch["labels"]).sum()
         return {"loss_sum": float(loss), "count": float(len(batch["labels"])), "correct": float(correct)}
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        """Mean loss and accuracy (no perplexity: the loss is per example, not per token)."""
         n = max(sums["count"], 1.0)
         return {"loss": sums["loss_sum"] / n, "accuracy": sums["correct"] / n}
 
     def n_tokens(self, batch: Batch) -> int:
+        """Real (unpadded) tokens of the batch."""
         return int(batch["attention_mask"].sum())

@@ -113,6 +113,7 @@ def windows(tokens: np.ndarray, starts: torch.Tensor, length: int) -> torch.Tens
 
 
 def check_length(tokens: np.ndarray, block_size: int, split: str) -> None:
+    """A split must hold at least one window of ``block_size + 1`` tokens; a one-line DataError otherwise."""
     if len(tokens) < block_size + 1:
         raise DataError(
             f"the {split} split has {len(tokens)} tokens, fewer than block_size + 1 = {block_size + 1}; "
@@ -154,6 +155,7 @@ class CLMTask(Task):
 
     @classmethod
     def from_setup(cls, setup: TaskSetup) -> CLMTask:
+        """The task over ``setup``'s token arrays; evaluation only reads consecutive windows of them all."""
         train, val = setup_tokens(setup)
         return cls(
             train,
@@ -168,12 +170,14 @@ class CLMTask(Task):
         return {"input_ids": rows[:, :-1], "labels": rows[:, 1:]}
 
     def train_batch(self, step: int, micro: int) -> Batch:
+        """Random windows of the training tokens, drawn from a generator seeded by (seed, step, micro)."""
         gen = generator(self.seed, step, micro)
         high = len(self.train_tokens) - self.block_size
         starts = torch.randint(0, high, (self.batch_size,), generator=gen)
         return self._batch(windows(self.train_tokens, starts, self.block_size + 1))
 
     def make_eval_batches(self) -> list[Batch]:
+        """Consecutive windows of the validation tokens, or ``eval_batches`` batches of seeded random ones."""
         if len(self.val_tokens) == 0:
             return []
         high = len(self.val_tokens) - self.block_size
@@ -189,10 +193,12 @@ class CLMTask(Task):
         return [self._batch(windows(self.val_tokens, s, self.block_size + 1)) for s in batches]
 
     def loss(self, model: Any, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean next-token cross-entropy over the (B, T, V) logits."""
         logits = model(batch["input_ids"]).logits  # (B, T, V)
         return token_cross_entropy(logits, batch["labels"], label_smoothing)
 
     def eval_sums(self, model: Any, batch: Batch) -> dict[str, float]:
+        """Summed next-token loss and token count."""
         loss, count = nll_sum(model(batch["input_ids"]).logits, batch["labels"])
         return {"loss_sum": loss, "count": float(count)}
 

@@ -101,6 +101,7 @@ class MLMTask(Task):
 
     @classmethod
     def from_setup(cls, setup: TaskSetup) -> MLMTask:
+        """The task over ``setup``'s token arrays, masking ``mlm_probability`` of the eligible tokens."""
         cfg = setup.config
         train, val = setup_tokens(setup)
         return cls(
@@ -115,6 +116,7 @@ class MLMTask(Task):
 
     @classmethod
     def model_changes(cls, config: ModelConfig, records: Sequence[Record]) -> dict[str, Any]:
+        """An MLM head on the encoder."""
         return {"head": "mlm"}
 
     def _batch(self, tokens: np.ndarray, gen: torch.Generator) -> Batch:
@@ -132,19 +134,23 @@ class MLMTask(Task):
         return {"input_ids": inputs, "labels": labels}
 
     def train_batch(self, step: int, micro: int) -> Batch:
+        """Framed, masked random windows, from a generator seeded by (seed, step, micro)."""
         return self._batch(self.train_tokens, generator(self.seed, step, micro))
 
     def make_eval_batches(self) -> list[Batch]:
+        """``eval_batches`` framed, masked random windows of the validation tokens (a fixed seed)."""
         if len(self.val_tokens) == 0:
             return []
         gen = generator(self.seed, -1)
         return [self._batch(self.val_tokens, gen) for _ in range(self.n_eval)]
 
     def loss(self, model: Any, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean cross-entropy over the selected (masked) positions."""
         logits = model(batch["input_ids"]).logits  # (B, T, V)
         return token_cross_entropy(logits, batch["labels"], label_smoothing)
 
     def eval_sums(self, model: Any, batch: Batch) -> dict[str, float]:
+        """Summed loss, count and correct predictions over the selected positions."""
         logits = model(batch["input_ids"]).logits
         loss, count = nll_sum(logits, batch["labels"])
         picked = batch["labels"] != IGNORE_INDEX
@@ -152,6 +158,7 @@ class MLMTask(Task):
         return {"loss_sum": loss, "count": float(count), "correct": float(correct)}
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        """Loss and perplexity, plus the accuracy of the predictions at the selected positions."""
         out = super().summarize(sums)
         out["accuracy"] = sums["correct"] / max(sums["count"], 1.0)
         return out

@@ -98,6 +98,7 @@ class Seq2SeqTask(ExampleTask):
 
     @classmethod
     def from_setup(cls, setup: TaskSetup) -> Seq2SeqTask:
+        """Encode and split the (source, target) records; decoding starts at the model's start id or BOS."""
         cfg, tok = setup.config, setup.tokenizer
         _, records = cls.read_inputs(setup.paths)
         train, val = cls.split(encode_pairs(records, tok, cfg.block_size), setup)
@@ -113,6 +114,7 @@ class Seq2SeqTask(ExampleTask):
         )
 
     def collate(self, pairs: Sequence[Pair]) -> Batch:
+        """A padded teacher-forcing batch (see the module docstring)."""
         return collate_pairs(pairs, self.start_id, self.eos_id, self.pad_id)
 
     def _logits(self, model: Any, batch: Batch) -> torch.Tensor:
@@ -124,13 +126,16 @@ class Seq2SeqTask(ExampleTask):
         ).logits  # (B, T, V)
 
     def loss(self, model: Any, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean teacher-forced cross-entropy; label smoothing leaves out the padding token's class."""
         return token_cross_entropy(
             self._logits(model, batch), batch["labels"], label_smoothing, pad_token_id=self.pad_id
         )
 
     def eval_sums(self, model: Any, batch: Batch) -> dict[str, float]:
+        """Summed loss and label count (padding excluded)."""
         loss, count = nll_sum(self._logits(model, batch), batch["labels"])
         return {"loss_sum": loss, "count": float(count)}
 
     def n_tokens(self, batch: Batch) -> int:
+        """Real (unpadded) source and decoder tokens of the batch."""
         return int(batch["attention_mask"].sum() + batch["decoder_attention_mask"].sum())

@@ -61,6 +61,7 @@ class SyntheticTask(Seq2SeqTask):
 
     @classmethod
     def from_setup(cls, setup: TaskSetup) -> SyntheticTask:
+        """The task from the config; a trained model is evaluated on its own symbols and block size."""
         cfg = setup.config
         n_symbols, length = cfg.synthetic_symbols, cfg.synthetic_len
         if setup.evaluate_only:  # a trained model: its tokenizer's symbols, examples that fill its block
@@ -81,13 +82,16 @@ class SyntheticTask(Seq2SeqTask):
         return self.collate([(s + [self.eos_id], t) for s, t in zip(src.tolist(), tgt.tolist())])
 
     def train_batch(self, step: int, micro: int) -> Batch:
+        """Fresh random examples from a generator seeded by (seed, step, micro)."""
         return self._examples(generator(self.seed, step, micro))
 
     def make_eval_batches(self) -> list[Batch]:
+        """``eval_batches`` batches of fresh examples from a fixed seed."""
         gen = generator(self.seed, -1)
         return [self._examples(gen) for _ in range(self.n_eval)]
 
     def eval_sums(self, model: Any, batch: Batch) -> dict[str, float]:
+        """The teacher-forced sums plus the examples whose greedy decoding equals the labels, EOS included."""
         sums = super().eval_sums(model, batch)
         labels = batch["labels"]
         pred = greedy_decode(
@@ -98,6 +102,7 @@ class SyntheticTask(Seq2SeqTask):
         return sums
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        """Loss and perplexity, plus ``exact_match``: the share of examples decoded exactly."""
         out = super().summarize(sums)
         out["exact_match"] = sums["exact"] / max(sums["examples"], 1.0)
         return out
