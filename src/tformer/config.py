@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 from tformer.attention_params import check_attention_kind
 from tformer.errors import ConfigError
 
-Arch = Literal["decoder", "encoder", "encoder_decoder"]
+Arch = Literal["decoder", "encoder", "encoder_decoder", "vit"]
 Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5_relative", "none"]
 NormKind = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
@@ -106,6 +106,11 @@ class ModelConfig:
     pooler: bool = False  # BERT pooler (dense + tanh on the first token)
     num_labels: int = 2
 
+    # images (arch="vit"): square images of image_size pixels cut into patch_size patches
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+
     # regularisation and init
     dropout: float = 0.0  # after each sub-layer (before the residual add) and on embeddings
     attn_dropout: float = 0.0  # on attention probabilities
@@ -169,15 +174,33 @@ class ModelConfig:
             raise ConfigError(
                 f"n_experts_per_token={self.n_experts_per_token} must be between 1 and n_experts={self.n_experts}"
             )
-        if self.arch != "encoder" and self.head != "none":
+        if self.arch == "vit":
+            self._check_vit()
+        elif self.arch != "encoder" and self.head != "none":
             raise ConfigError(f"head={self.head!r} applies only to arch='encoder'")
         if self.head in ("classification", "token_classification") and self.num_labels < 1:
             raise ConfigError(f"num_labels must be >= 1, got {self.num_labels}")
 
+    def _check_vit(self) -> None:
+        for name in ("image_size", "patch_size", "num_channels"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.image_size % self.patch_size:
+            raise ConfigError(
+                f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}"
+            )
+        if self.head not in ("none", "classification"):
+            raise ConfigError(f"a vit model takes head='none' or 'classification', got {self.head!r}")
+
+    @property
+    def n_patches(self) -> int:
+        """Patches per image (vit): (image_size / patch_size) ** 2."""
+        return (self.image_size // self.patch_size) ** 2
+
     @property
     def is_causal(self) -> bool:
         """Whether the (decoder) self-attention is causal; encoders are bidirectional."""
-        return self.arch != "encoder"
+        return self.arch in ("decoder", "encoder_decoder")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict of every field."""

@@ -15,6 +15,7 @@ own memory, one at a time, in ``safetensors.torch.save_file``'s layout with the 
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -106,15 +107,28 @@ def _byte_view(t: torch.Tensor) -> memoryview:
     return memoryview(t.detach().reshape(-1).view(torch.uint8).numpy())
 
 
+class TensorSource(Protocol):
+    """A tensor known by shape and dtype whose values ``tensor()`` computes (``tformer.interop.lazy``)."""
+
+    shape: torch.Size
+    dtype: torch.dtype
+
+    def tensor(self) -> torch.Tensor:
+        """The values."""
+        ...
+
+
 def write_safetensors(
-    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
+    path: str | Path,
+    tensors: Mapping[str, torch.Tensor | TensorSource],
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Write ``tensors`` as a safetensors file: what ``safetensors.torch.save_file`` writes, with the header
     padded (with spaces, as the format allows) so that the data starts :data:`ALIGNMENT`-byte aligned.
 
-    Each tensor is written from its own memory (a non-contiguous or non-CPU one is first copied alone), so
-    saving never holds a second copy of the model. Tensors must not share memory (see
-    :func:`unique_state_dict`).
+    Each tensor is written from its own memory (a non-contiguous or non-CPU one is first copied alone; a
+    :class:`TensorSource` is computed when its turn comes), so saving never holds a second copy of the model.
+    Tensors must not share memory (see :func:`unique_state_dict`).
     """
     for name, t in tensors.items():
         if t.dtype not in _DTYPE_NAMES:
@@ -124,7 +138,7 @@ def write_safetensors(
     offset = 0
     for name in order:
         t = tensors[name]
-        nbytes = t.numel() * t.element_size()
+        nbytes = math.prod(t.shape) * t.dtype.itemsize
         header[name] = {
             "dtype": _DTYPE_NAMES[t.dtype],
             "shape": list(t.shape),
@@ -138,6 +152,7 @@ def write_safetensors(
         f.write(blob)
         for name in order:
             t = tensors[name]
+            t = t if isinstance(t, torch.Tensor) else t.tensor()
             if t.device.type != "cpu" or not t.is_contiguous():
                 t = t.detach().to("cpu").contiguous()  # one tensor at a time
             if t.numel():

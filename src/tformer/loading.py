@@ -2,15 +2,20 @@
 
 A directory holds ``config.json`` and weights. tformer's config.json has ``"format": "tformer"`` (see
 ``tformer.io``); one with ``"architectures"`` / ``"model_type"`` is converted by the family converter that
-``tformer.interop.hf.CONVERTERS`` names. This module decides which, builds the model and loads the weights.
+``tformer.interop.hf.CONVERTERS`` names. This module decides which, builds the model and loads the weights,
+and the generation defaults of a ``generation_config.json`` in either kind of directory.
+
+Saving: ``save_pretrained(model, path, format="tformer" | "hf")``. The formats are a registry in
+``tformer.models.formats``; importing ``tformer.interop.export`` here registers ``"hf"``, so
+``model.save_pretrained(path, format="hf")`` works as soon as ``tformer`` is imported.
 
 Loading costs about the weights' own size: the model is built on the meta device (no memory, no random
 initialisation); the checkpoint's tensors are scanned, not read (``io.scan_weights``); a Hugging Face
 converter maps them into a plan of lazy tensors (``interop.lazy``); then each parameter is materialised in
 model order, module by module: a tensor stored as the model wants it (same dtype, on the CPU, aligned) stays
 a copy-on-write memory map of the file, anything else (fused, transposed, cast, misaligned) is written once
-into its final tensor. Sharded checkpoints need no whole shard in memory: each tensor is read from its shard when its
-turn comes.
+into its final tensor. Sharded checkpoints need no whole shard in memory: each tensor is read from its shard
+when its turn comes.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from torch import nn
 from tformer import io
 from tformer.config import ModelConfig
 from tformer.errors import CheckpointError, ConfigError
-from tformer.interop import hf
+from tformer.generation.hf_config import read_generation_config
+from tformer.interop import export, hf
 from tformer.interop.lazy import LazyTensor, Stored, TensorLike, as_lazy
 from tformer.models import TransformerModel, build_empty, reset_buffers
 
@@ -297,11 +303,25 @@ def from_pretrained(
         module_hook=module_hook,
         where=path,
     )
+    defaults = read_generation_config(path)
+    if defaults is not None:
+        model.generation_config = defaults
     if attn_impl is not None:
         model.set_attn_impl(attn_impl)
     return model.eval()
 
 
-def save_pretrained(model: TransformerModel, path: str | Path) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into directory ``path``, each atomically."""
-    model.save_pretrained(path)
+def save_pretrained(
+    model: TransformerModel, path: str | Path, format: str = "tformer", **options: Any
+) -> None:
+    """Write ``model`` into directory ``path`` in ``format``.
+
+    ``"tformer"``: config.json and model.safetensors, each atomically (and generation_config.json when the
+    model has generation defaults; ``tokenizer=`` saves its files too). ``"hf"``: a directory that
+    ``transformers`` loads (:func:`tformer.interop.export.save_hf`: ``tokenizer=``, ``overwrite=``,
+    ``architecture=``).
+    """
+    if format == "hf":
+        export.save_hf(model, path, **options)
+    else:
+        model.save_pretrained(path, format=format, **options)

@@ -133,6 +133,26 @@ _LLAMA = dict(
     bos_token_id=1,
     eos_token_id=2,
 )
+_VIT = dict(  # ViT-B/16 (Dosovitskiy et al. 2020): 224-pixel RGB images, 16-pixel patches, ImageNet's 1000 classes
+    arch="vit",
+    vocab_size=1,  # no tokens
+    d_model=768,
+    n_layers=12,
+    n_heads=12,
+    d_ff=3072,
+    max_seq_len=197,  # 196 patches + [CLS]
+    image_size=224,
+    patch_size=16,
+    num_channels=3,
+    position="none",  # learned positions live in the patch embedding
+    norm="layernorm",
+    norm_eps=1e-12,
+    norm_placement="pre",
+    activation="gelu",
+    head="classification",
+    num_labels=1000,
+    tie_word_embeddings=False,
+)
 _TINY = dict(d_model=64, n_heads=4, d_ff=256, max_seq_len=128, dropout=0.0, attn_dropout=0.0)
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -142,6 +162,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "t5-small": _T5,
     "bart-base": _BART,
     "transformer-base": _TRANSFORMER,
+    "vit-base": _VIT,
     "llama-2-7b": {
         **_LLAMA,
         "vocab_size": 32000,
@@ -205,6 +226,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "t5-tiny": {**_T5, **_TINY, "vocab_size": 512, "n_layers": 2, "head_dim": None},
     "bart-tiny": {**_BART, **_TINY, "vocab_size": 512, "n_layers": 2},
     "transformer-tiny": {**_TRANSFORMER, **_TINY, "vocab_size": 512, "n_layers": 2},
+    # 32-pixel images in 4-pixel patches; `tformer train` fits image_size, channels and labels to the data
+    "vit-tiny": {
+        **_VIT,
+        **_TINY,
+        "d_ff": 128,
+        "n_layers": 4,
+        "image_size": 32,
+        "patch_size": 4,
+        "max_seq_len": 65,
+        "num_labels": 10,
+    },
     "llama-tiny": {
         **_LLAMA,
         **_TINY,

@@ -17,8 +17,9 @@ ENCODER_DECODER = ("t5", "bart")
 WINDOW = 4  # Mistral's sliding window: shorter than any prompt + output below
 
 
-def t5():
-    cfg = transformers.T5Config(
+def t5(**overrides):
+    """A tiny T5 v1.0; ``overrides`` change any T5Config field (e.g. v1.1's gated-gelu, untied head)."""
+    cfg = dict(
         vocab_size=VOCAB,
         d_model=32,
         d_kv=8,
@@ -31,11 +32,12 @@ def t5():
         pad_token_id=0,
         eos_token_id=1,
     )
-    return transformers.T5ForConditionalGeneration(cfg)
+    return transformers.T5ForConditionalGeneration(transformers.T5Config(**{**cfg, **overrides}))
 
 
-def bart():
-    cfg = transformers.BartConfig(
+def bart(**overrides):
+    """A tiny BART without forced BOS/EOS; ``overrides`` change any BartConfig field."""
+    cfg = dict(
         vocab_size=VOCAB,
         d_model=32,
         encoder_layers=2,
@@ -52,7 +54,7 @@ def bart():
         forced_eos_token_id=None,
         forced_bos_token_id=None,
     )
-    return transformers.BartForConditionalGeneration(cfg)
+    return transformers.BartForConditionalGeneration(transformers.BartConfig(**{**cfg, **overrides}))
 
 
 FAMILIES = {

@@ -124,3 +124,22 @@ def hf_mistral(vocab: int, window: int):
         pad_token_id=0,
     )
     return transformers.MistralForCausalLM(cfg)
+
+
+def hf_mixtral(vocab: int, experts: int = 4):
+    """Two layers of grouped-query attention and ``experts`` experts with top-2 routing."""
+    import transformers
+
+    cfg = transformers.MixtralConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=experts,
+        num_experts_per_tok=2,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    return transformers.MixtralForCausalLM(cfg)

@@ -5,7 +5,7 @@ from functools import partial
 import pytest
 import torch
 
-from tests.parity.helpers import assert_close_scaled, load_families, right_padded_batch
+from tests.parity.helpers import assert_close_scaled, hf_mixtral, load_families, right_padded_batch
 
 transformers = pytest.importorskip("transformers")
 
@@ -14,19 +14,7 @@ VOCAB = 80
 
 @pytest.fixture(scope="module")
 def mixtral(tmp_path_factory):
-    cfg = transformers.MixtralConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_local_experts=4,
-        num_experts_per_tok=2,
-        max_position_embeddings=64,
-        pad_token_id=0,
-    )
-    families = load_families({"mixtral": partial(transformers.MixtralForCausalLM, cfg)}, tmp_path_factory)
+    families = load_families({"mixtral": partial(hf_mixtral, VOCAB, experts=4)}, tmp_path_factory)
     hf, _, loads = families["mixtral"]
     return hf, loads
 

@@ -5,7 +5,7 @@ from typing import get_args
 import pytest
 
 from tformer.cli import build_parser
-from tformer.errors import ConfigError
+from tformer.errors import ConfigError, DataError
 from tformer.presets import get_preset
 from tformer.training.config import TaskName, TrainConfig
 from tformer.training.tasks import TASK_NAMES, TASKS, TaskSetup, build_task, task_class
@@ -72,3 +72,24 @@ def test_a_classification_model_gets_a_head_over_the_datas_labels(tmp_path):
     assert changes["extra"]["labels"] == ["pets", "things"]
     assert task_class("mlm").model_changes(get_preset("bert-tiny"), []) == {"head": "mlm"}
     assert task_class("clm").model_changes(get_preset("gpt-tiny"), []) == {}
+
+
+def test_the_image_task_fits_a_preset_to_the_images_and_keeps_a_pretrained_models_size(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "imgs.npz", images=np.zeros((6, 8, 8, 3), np.uint8), labels=np.array([2, 5] * 3))
+    task = task_class("image-classify")
+    assert task.arch == "vit" and not task.uses_tokenizer
+    texts, records = task.read_inputs(task.check_data([str(tmp_path / "imgs.npz")]))
+    preset = get_preset("vit-tiny")  # 32x32 images, 4x4 patches
+    fitted = task.model_changes(preset, records)
+    assert texts == [] and (fitted["image_size"], fitted["num_channels"], fitted["max_seq_len"]) == (8, 3, 5)
+    assert (fitted["head"], fitted["num_labels"], fitted["extra"]["labels"]) == (
+        "classification",
+        2,
+        ["2", "5"],
+    )
+    kept = task.model_changes(preset, records, pretrained=True)
+    assert (kept["image_size"], kept["max_seq_len"]) == (32, 65)  # positions are interpolated
+    with pytest.raises(DataError, match="takes one --data source"):
+        task.check_data(["a.npz", "b.npz"])

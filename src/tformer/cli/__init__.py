@@ -15,7 +15,18 @@ import sys
 from tformer.errors import TformerError
 
 # Modules under tformer.cli that provide subcommands, in the order shown by --help.
-_COMMAND_MODULES = ("inspect", "tokenizer", "train", "eval", "generate", "attention", "data", "demo")
+_COMMAND_MODULES = (
+    "inspect",
+    "tokenizer",
+    "train",
+    "eval",
+    "generate",
+    "export",
+    "attention",
+    "data",
+    "demo",
+    "merge_lora",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

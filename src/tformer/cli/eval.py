@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tformer.cli.generate import DTYPES
 from tformer.training.tasks import TASK_NAMES
@@ -12,15 +13,17 @@ from tformer.training.tasks import TASK_NAMES
 def run(args: argparse.Namespace) -> int:
     """Print the metrics of a model directory on ``--data`` (one line per metric, or one JSON object)."""
     from tformer import from_pretrained, load_tokenizer
-    from tformer.training.evaluate import evaluate_model
+    from tformer.training.evaluate import evaluate_model, infer_task
+    from tformer.training.tasks import task_class
 
     model = from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    task = args.task or infer_task(Path(args.model), model.config)
     metrics = evaluate_model(
         model,
-        load_tokenizer(args.model),
+        load_tokenizer(args.model) if task_class(task).uses_tokenizer else None,
         args.model,
         args.data or [],
-        task=args.task,
+        task=task,
         batch_size=args.batch_size,
         block_size=args.block_size,
         max_batches=args.max_batches,

@@ -1,4 +1,5 @@
-"""``tformer tokenizer train|encode|decode``: train a vocabulary, turn stdin into ids and back."""
+"""``tformer tokenizer train|encode|decode``: train a vocabulary (byte-level BPE, WordPiece, characters), turn
+stdin into ids and back."""
 
 from __future__ import annotations
 
@@ -17,15 +18,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions.required = True
 
     train = actions.add_parser(
-        "train", help="learn a byte-level BPE (or character) vocabulary from text files"
+        "train", help="learn a byte-level BPE, WordPiece or character vocabulary from text files"
     )
     train.add_argument("--data", nargs="+", required=True, metavar="FILE", help="UTF-8 text files")
-    train.add_argument("--vocab-size", type=int, help="final vocabulary size, special tokens included (BPE)")
+    train.add_argument(
+        "--vocab-size", type=int, help="final vocabulary size, special tokens included (BPE, WordPiece)"
+    )
     train.add_argument("--out", required=True, metavar="DIR", help="directory to write the tokenizer to")
-    train.add_argument("--type", choices=("bpe", "char"), default="bpe", help="tokenizer kind (default bpe)")
+    train.add_argument(
+        "--kind",
+        "--type",
+        dest="type",
+        choices=("bpe", "wordpiece", "char"),
+        default="bpe",
+        help="tokenizer kind (default bpe)",
+    )
     train.add_argument("--min-frequency", type=int, default=0, help="least count for a pair to be merged")
     train.add_argument(
-        "--special-tokens", nargs="*", default=None, metavar="TOKEN", help="default: <|endoftext|> for BPE"
+        "--special-tokens",
+        nargs="*",
+        default=None,
+        metavar="TOKEN",
+        help="default: <|endoftext|> for BPE, [PAD] [UNK] [CLS] [SEP] [MASK] for WordPiece",
+    )
+    train.add_argument("--cased", action="store_true", help="WordPiece: keep case and accents")
+    train.add_argument(
+        "--limit-alphabet", type=int, help="WordPiece: keep only the N most frequent characters"
+    )
+    train.add_argument(
+        "--hf", action="store_true", help="also write Hugging Face's tokenizer.json and tokenizer_config.json"
     )
     train.add_argument("--pattern", default="gpt2", help="pre-tokenisation: gpt2, cl100k or a regex")
     train.add_argument(
@@ -84,6 +105,8 @@ def _train(args: argparse.Namespace) -> int:
         lines = tqdm(lines, desc="reading", unit=" lines", file=sys.stderr, leave=False)
     if args.type == "char":
         tok = CharTokenizer.train(lines, special_tokens=args.special_tokens or (), unknown=args.unknown)
+    elif args.type == "wordpiece":
+        tok = _train_wordpiece(args, lines)
     else:
         if args.vocab_size is None:
             raise DataError("BPE training needs --vocab-size N (e.g. 8192)")
@@ -102,10 +125,33 @@ def _train(args: argparse.Namespace) -> int:
         finally:
             close()
     out = tok.save(args.out)
+    if args.hf:
+        tok.save(out, format="hf")
     print(
         f"saved {args.type} tokenizer (vocab_size {tok.vocab_size}) to {out} in {time.perf_counter() - start:.1f}s"
     )
     return 0
+
+
+def _train_wordpiece(args: argparse.Namespace, lines):
+    from tformer.tokenizers import WordPieceTokenizer
+    from tformer.tokenizers.wordpiece import BERT_SPECIALS
+
+    if args.vocab_size is None:
+        raise DataError("WordPiece training needs --vocab-size N (e.g. 30522)")
+    progress, close = _progress_bar(not args.no_progress)
+    try:
+        return WordPieceTokenizer.train(
+            lines,
+            args.vocab_size,
+            min_frequency=args.min_frequency,
+            special_tokens=BERT_SPECIALS if args.special_tokens is None else args.special_tokens,
+            lowercase=not args.cased,
+            limit_alphabet=args.limit_alphabet,
+            progress=progress,
+        )
+    finally:
+        close()
 
 
 def _read_stdin_text() -> str:

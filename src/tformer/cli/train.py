@@ -2,6 +2,8 @@
 
 tformer train --preset gpt-tiny --task clm --data input.txt --out runs/a --max-steps 60 --set seed=3
 tformer train --out runs/a --max-steps 120 --resume
+tformer train --init-from bert-dir --task classify --data reviews.csv --out runs/b --lora r=8,alpha=16,targets=q,v
+tformer train --preset vit-tiny --task image-classify --data digits --out runs/c
 torchrun --nproc_per_node 2 -m tformer.cli train ...      # data-parallel
 """
 
@@ -53,6 +55,15 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _init_model(directory: str | None):
+    """The ``--init-from`` model (tformer or Hugging Face directory), loaded here: training never loads."""
+    if directory is None:
+        return None
+    from tformer.loading import from_pretrained
+
+    return from_pretrained(directory)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train as the flags describe (new run or ``--resume``); the main process prints the final metrics."""
     from tformer.training import distributed
@@ -60,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise ValueError("--out DIR is required")
+    if args.init_from and args.resume:
+        raise ValueError("--resume continues from the run's checkpoint; drop --init-from")
     setup_logging()
     spec = RunSpec(
         out=args.out,
@@ -73,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         minutes=args.minutes,
         device=args.device,
         progress=not args.no_progress,
+        init_model=_init_model(args.init_from),
+        init_from=args.init_from,
+        freeze=args.freeze,
+        lora=args.lora,
     )
     result = run_training(spec)
     if distributed.env_info().is_main:
@@ -101,7 +118,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="PATH",
-        help="text files (clm, mlm), TSV/JSONL pairs (seq2seq), CSV/JSONL text,label (classify)",
+        help="text files (clm, mlm), TSV/JSONL pairs (seq2seq), CSV/JSONL text,label (classify); "
+        "image-classify: a folder of class folders, an .npz (images, labels) or 'digits'",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="DIR",
+        help="start from a pretrained tformer or Hugging Face directory (its weights and tokenizer); "
+        "the task's head is added or replaced",
+    )
+    p.add_argument(
+        "--freeze",
+        action="append",
+        default=[],
+        metavar="PART",
+        help="freeze embeddings, layers:A-B or all-but-head (repeatable)",
+    )
+    p.add_argument(
+        "--lora",
+        default=None,
+        metavar="SPEC",
+        help="train LoRA adapters only, e.g. r=8,alpha=16,targets=q,v (also dropout=, bias=, save=)",
     )
     add_common_arguments(p)
     p.set_defaults(func=run)

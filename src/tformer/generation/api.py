@@ -26,13 +26,20 @@ from tformer.tokenizers.stream import SupportsDecode
 
 @dataclass
 class GenerateOutput:
-    """``generate(..., return_dict=True)``: sequences; for beam search each one's final score; with
-    ``output_logits=True`` the raw next-token logits of every step, each (B, V) (Hugging Face's names).
-    Speculative decoding adds the drafted and accepted token counts of each row (B,)."""
+    """``generate(..., return_dict=True)`` (or ``return_dict_in_generate=True``), in Hugging Face's names.
+
+    sequences: the ids. sequences_scores: beam search's final score of each. scores (``output_scores``):
+    the processed next-token scores of every step, each (B, V) (beam search: processed log-probabilities
+    of every beam row). logits (``output_logits``): the raw next-token logits of every step. beam_indices:
+    beam search's row each token came from. num_drafted / num_accepted: speculative decoding's drafted
+    and accepted token counts of each row (B,).
+    """
 
     sequences: torch.Tensor
     sequences_scores: torch.Tensor | None = None
     logits: tuple[torch.Tensor, ...] | None = None
+    scores: tuple[torch.Tensor, ...] | None = None
+    beam_indices: torch.Tensor | None = None
     num_drafted: torch.Tensor | None = None
     num_accepted: torch.Tensor | None = None
 
@@ -146,8 +153,11 @@ class TokenStream:
     steps. Stopping early (``close()`` or dropping the iterator) frees the caches.
     """
 
-    def __init__(self, steps: Generator[torch.Tensor, None, GenerateOutput]) -> None:
+    def __init__(
+        self, steps: Generator[torch.Tensor, None, GenerateOutput], config: GenerationConfig
+    ) -> None:
         self._steps = steps
+        self.config = config  # the settings in force: the caller's options over the model's defaults
         self.output: GenerateOutput | None = None
 
     def __iter__(self) -> TokenStream:
@@ -181,11 +191,14 @@ def stream_generate(
     runs one generation at a time: its caches belong to the stream until it ends or is closed.
     """
     spec = SpeculativeConfig.pop_from(options)
-    cfg = GenerationConfig.from_kwargs(options)
+    # a model's generation_config.json holds defaults for the caller's options, as in Hugging Face
+    cfg = GenerationConfig.from_kwargs(options, getattr(model, "generation_config", None))
     if model.config.arch == "encoder":
         raise GenerationError("an encoder-only model cannot generate; use a decoder or encoder-decoder model")
     cfg.resolve_special_tokens(model.config, is_encoder_decoder(model))
     input_ids = check_input_ids(input_ids).to(model.device)
+    # the decoder's input: the prompt (BOS for an empty one), or an encoder-decoder's start token
+    cfg.resolve_lengths(1 if is_encoder_decoder(model) else max(input_ids.shape[1], 1))
     if attention_mask is not None:
         attention_mask = attention_mask.to(model.device)
     stop = StopStrings(cfg.stop_string_list, tokenizer) if cfg.stop_string_list else None
@@ -199,7 +212,7 @@ def stream_generate(
             tokens, T, runner, ignore_before = prepare_decoder_only(decoder, input_ids, attention_mask, cfg)
     generator = make_generator(cfg.seed, tokens.device)
     ctx = DecodeContext(tokens, T, cfg, cfg.use_cache, ignore_before, stop, generator)
-    return TokenStream(_steps(model, runner, ctx))
+    return TokenStream(_steps(model, runner, ctx), cfg)
 
 
 def _speculative_stream(
@@ -235,14 +248,15 @@ def _steps(
         model.setup_caches(tokens.shape[0], tokens.shape[1])
     try:
         if cfg.num_beams > 1:
-            sequences, scores = beam_search(runner, model, ctx, batch_size=tokens.shape[0] // cfg.num_beams)
+            batch_size = tokens.shape[0] // cfg.num_beams
+            sequences, scores, beam_indices = beam_search(runner, model, ctx, batch_size)
             yield from sequences[:, T:].unbind(1)
-            return GenerateOutput(sequences, scores, logits=tuple(ctx.logits) or None)
+            return GenerateOutput(sequences, scores, beam_indices=beam_indices, **ctx.recorded())
         steps = 0
         for new in decode_tokens(runner, ctx):
             steps += 1
             yield new
-        return GenerateOutput(tokens[:, : T + steps], logits=tuple(ctx.logits) or None)
+        return GenerateOutput(tokens[:, : T + steps], **ctx.recorded())
     finally:
         if cfg.use_cache:
             model.clear_caches()
@@ -269,11 +283,15 @@ def generate(
         streamer: called with each step's new tokens (B,) as they are produced (beam search: at the end).
         return_dict: return a ``GenerateOutput`` (with ``sequences_scores`` for beam search, and the drafted
             and accepted counts for speculative decoding); ``return_dict_in_generate`` is Hugging Face's name.
-        **options: ``GenerationConfig`` fields: max_new_tokens=20, do_sample=False, temperature=1.0,
-            top_k=None (no top-k), top_p=None, num_beams=1, length_penalty=1.0, early_stopping=False
-            (True / False / "never"), num_return_sequences=1, repetition_penalty=1.0, eos_token_id,
-            pad_token_id, decoder_start_token_id (default from the model config), stop_strings,
-            seed (a private RNG; None uses torch's global one), use_cache=True, output_logits=False;
+        **options: ``GenerationConfig`` fields, over the model's ``generation_config`` defaults (read from a
+            directory's generation_config.json): max_new_tokens (default 20) or max_length (prompt included),
+            min_new_tokens or min_length (EOS held back until then), do_sample=False, temperature=1.0,
+            top_k=None (no top-k), top_p=None, min_p=None, typical_p=None, num_beams=1, length_penalty=1.0,
+            early_stopping=False (True / False / "never"), num_return_sequences=1, repetition_penalty=1.0,
+            no_repeat_ngram_size, bad_words_ids, suppress_tokens, begin_suppress_tokens,
+            forced_bos_token_id, forced_eos_token_id, eos_token_id, pad_token_id, decoder_start_token_id
+            (default from the model config), stop_strings, seed (a private RNG; None uses torch's global
+            one), use_cache=True, output_scores=False, output_logits=False;
             speculative decoding (decoder-only): assistant_model (a draft model sharing the vocabulary),
             num_assistant_tokens=20, num_assistant_tokens_schedule="constant" | "heuristic", or
             prompt_lookup_num_tokens=N with max_matching_ngram_size=2.
@@ -290,4 +308,8 @@ def generate(
             streamer(new)
     output = stream.output
     assert output is not None  # set once the stream is exhausted
-    return output if return_dict or return_dict_in_generate else output.sequences
+    return (
+        output
+        if return_dict or return_dict_in_generate or stream.config.return_dict_in_generate
+        else output.sequences
+    )

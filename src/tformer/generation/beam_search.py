@@ -157,12 +157,13 @@ def still_improvable(
 
 def beam_search(
     runner: Runner, model: CachedModel, ctx: DecodeContext, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run beam search over ``ctx.tokens`` (B*N, L) rows (each prompt repeated N times); ``model`` is the one
     ``runner`` drives, whose caches follow the beams.
 
     Returns:
-        sequences (B * num_return_sequences, T + generated) and their scores (B * num_return_sequences,).
+        sequences (B * num_return_sequences, T + generated), their scores (B * num_return_sequences,) and
+        beam indices (B * num_return_sequences, generated).
     """
     cfg, tokens = ctx.config, ctx.tokens
     N, T, L = cfg.num_beams, ctx.prompt_len, tokens.shape[1]
@@ -180,6 +181,7 @@ def beam_search(
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         flat_running = st.running.view(batch_size * N, L)[:, :cur]
         log_probs = process_scores(log_probs, flat_running, cfg, ctx.ignore_before, min_tokens_to_keep=k // N)
+        ctx.record_scores(log_probs)
         acc = (log_probs.view(batch_size, N, -1) + st.running_scores[:, :, None]).view(batch_size, -1)
         top_scores, seqs, origin = top_continuations(acc, st, cur, T, k, cfg.do_sample, ctx.generator)
         hit = hits_stop(seqs, cur, L, ctx, eos)
@@ -200,10 +202,11 @@ def beam_search(
     return finalize(st, T, cfg.num_return_sequences)
 
 
-def finalize(st: BeamState, T: int, num_return: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The best ``num_return`` hypotheses per item, cropped to the longest one's length."""
+def finalize(st: BeamState, T: int, num_return: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best ``num_return`` hypotheses per item, cropped to the longest one's length, with their scores
+    and beam indices (the row each token was chosen from, -1 after a hypothesis ended)."""
     seqs = st.sequences[:, :num_return].flatten(0, 1)
     scores = st.scores[:, :num_return].flatten(0, 1)
     origin = st.origin[:, :num_return].flatten(0, 1)
     generated = int((origin + 1).bool().sum(dim=1).max())
-    return seqs[:, : T + generated], scores
+    return seqs[:, : T + generated], scores, origin[:, :generated].long()

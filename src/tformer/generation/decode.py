@@ -35,11 +35,21 @@ class DecodeContext:
     stop: StopStrings | None = None
     generator: torch.Generator | None = None
     logits: list[torch.Tensor] = field(default_factory=list)  # raw logits per step, when asked
+    scores: list[torch.Tensor] = field(default_factory=list)  # processed scores per step, when asked
 
     def record(self, logits: torch.Tensor) -> None:
         """Keep a copy of this step's raw logits (B, V) when ``output_logits`` asks for them."""
         if self.config.output_logits:
             self.logits.append(logits.float().clone())
+
+    def record_scores(self, scores: torch.Tensor) -> None:
+        """Keep a copy of this step's processed scores (B, V) when ``output_scores`` asks for them."""
+        if self.config.output_scores:
+            self.scores.append(scores.clone())
+
+    def recorded(self) -> dict[str, tuple[torch.Tensor, ...] | None]:
+        """What was recorded, as ``GenerateOutput`` fields (None where nothing was asked for)."""
+        return {"logits": tuple(self.logits) or None, "scores": tuple(self.scores) or None}
 
     @property
     def eos(self) -> torch.Tensor | None:
@@ -73,6 +83,7 @@ def decode_tokens(runner: Runner, ctx: DecodeContext) -> Iterator[torch.Tensor]:
     while True:
         ctx.record(logits)
         scores = process_scores(logits.float(), tokens[:, :cur], cfg, ctx.ignore_before)
+        ctx.record_scores(scores)
         nxt = select_next(scores, cfg.do_sample, ctx.generator)  # (B,)
         if can_finish and pad is not None:
             nxt = torch.where(unfinished, nxt, pad)

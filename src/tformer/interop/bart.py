@@ -17,15 +17,22 @@ from tformer.interop.common import (
     Converter,
     Rule,
     Tensors,
+    Transform,
     activation_from_hf,
+    activation_to_hf,
+    add_prefix,
     drop_tied,
+    export_names,
     fuse_encoder_decoder_attention,
     merge_alias,
     rename,
     require,
+    split_encoder_decoder_attention,
     strip_prefix,
     untie_stored_head,
 )
+
+MODEL_TYPE = "bart"
 
 # fairseq/mBART switches that plain BART leaves off; tformer's BART layout has no place for them
 _UNSUPPORTED_TRUE = ("add_final_layer_norm", "normalize_before", "add_bias_logits")
@@ -103,8 +110,16 @@ RULES: list[Rule] = [
     (_S + r"fc2\.(weight|bias)", r"\1.layers.\2.ffn.down.\3", None),
     (_S + r"final_layer_norm\.(weight|bias)", r"\1.layers.\2.ffn_norm.\3", None),
     (r"lm_head\.weight", "lm_head.weight", None),
-    (r"final_logits_bias", "lm_head.bias", lambda t: t.reshape(-1)),  # (1, V) buffer -> (V,)
+    # a (1, V) buffer in the file, tformer's (V,) LM-head bias
+    (r"final_logits_bias", "lm_head.bias", Transform(lambda t: t.reshape(-1), lambda t: t.reshape(1, -1))),
 ]
+# where q/k/v live in BART's files, and where fuse_encoder_decoder_attention puts them fused
+_ATTENTION = dict(
+    self_attn="{stack}.layers.{i}.self_attn.{p}_proj",
+    self_fused="{stack}.layers.{i}.self_attn.qkv",
+    cross_attn="decoder.layers.{i}.encoder_attn.{p}_proj",
+    cross_fused="decoder.layers.{i}.encoder_attn.kv",
+)
 # fairseq version markers that old files carry (transformers ignores them too)
 IGNORE = [r"(encoder|decoder)\.version"]
 
@@ -118,15 +133,47 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     if "final_logits_bias" not in tensors:
         # transformers treats a missing final_logits_bias as zeros (it is never trained)
         tensors["final_logits_bias"] = torch.zeros(1, config.vocab_size)
-    tensors = fuse_encoder_decoder_attention(
-        tensors,
-        config,
-        self_attn="{stack}.layers.{i}.self_attn.{p}_proj",
-        self_fused="{stack}.layers.{i}.self_attn.qkv",
-        cross_attn="decoder.layers.{i}.encoder_attn.{p}_proj",
-        cross_fused="decoder.layers.{i}.encoder_attn.kv",
-    )
+    tensors = fuse_encoder_decoder_attention(tensors, config, **_ATTENTION)
     return rename(tensors, RULES, IGNORE, source=f"{architecture} checkpoint")
 
 
-CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)
+def config_to_hf(config: ModelConfig, architecture: str) -> dict[str, Any]:
+    """The BART config.json of an EncoderDecoderLM (what :func:`config_from_hf` reads back).
+
+    ``forced_eos_token_id`` is written as null: BartConfig would otherwise default it to 2; generation
+    settings go to generation_config.json.
+    """
+    return {
+        "vocab_size": config.vocab_size,
+        "d_model": config.d_model,
+        "encoder_layers": config.n_layers,
+        "decoder_layers": config.n_decoder_layers,
+        "encoder_attention_heads": config.n_heads,
+        "decoder_attention_heads": config.n_heads,
+        "encoder_ffn_dim": config.d_ff,
+        "decoder_ffn_dim": config.d_ff,
+        "max_position_embeddings": config.max_seq_len,
+        "activation_function": activation_to_hf(config.activation),
+        "scale_embedding": config.embed_scale,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "dropout": config.dropout,
+        "attention_dropout": config.attn_dropout,
+        "activation_dropout": 0.0,
+        "is_encoder_decoder": True,
+        "pad_token_id": config.pad_token_id,
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": config.eos_token_id,
+        "decoder_start_token_id": config.decoder_start_token_id,
+        "forced_eos_token_id": None,
+    }
+
+
+def state_dict_to_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """EncoderDecoderLM tensors in BART's names: attention split, ``model.`` before all but the head."""
+    tensors = split_encoder_decoder_attention(
+        export_names(tensors, RULES, architecture), config, **_ATTENTION
+    )
+    return add_prefix(tensors, "model.", keep=["lm_head.", "final_logits_bias"])
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config, config_to_hf, state_dict_to_hf)

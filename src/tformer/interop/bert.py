@@ -15,13 +15,20 @@ from tformer.interop.common import (
     Rule,
     Tensors,
     activation_from_hf,
+    activation_to_hf,
+    add_prefix,
     drop_tied,
+    export_names,
     fuse_qkv,
     rename,
     require,
+    special_ids,
+    split_qkv,
     strip_prefix,
     untie_stored_head,
 )
+
+MODEL_TYPE = "bert"
 
 # HF architecture -> (tformer head, pooler)
 HEADS = {
@@ -71,7 +78,11 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
         pad_token_id=hf.get("pad_token_id"),
         bos_token_id=hf.get("bos_token_id"),
         eos_token_id=hf.get("eos_token_id"),
-        extra={"hf_architecture": architecture},
+        # the label names, which tformer does not use, are kept so that an export gives them back
+        extra={
+            "hf_architecture": architecture,
+            **({"id2label": hf["id2label"]} if hf.get("id2label") else {}),
+        },
     )
 
 
@@ -133,6 +144,18 @@ def pick_mlm_bias(
     return tensors
 
 
+def _rules(config: ModelConfig) -> list[Rule]:
+    """The rules of the body and of the pooler and head this config has."""
+    rules = list(BODY_RULES)
+    if config.pooler:
+        rules += POOLER_RULES
+    if config.head == "mlm":
+        rules += MLM_RULES
+    elif config.head in ("classification", "token_classification"):
+        rules += CLASSIFIER_RULES
+    return rules
+
+
 def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
     """Map BERT tensor names onto tformer's EncoderModel, fusing query/key/value."""
     tensors = strip_prefix(tensors, ["bert."])
@@ -143,15 +166,51 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
         "encoder.layer.{i}.qkv",
         names=("query", "key", "value"),
     )
-    rules = list(BODY_RULES)
-    if config.pooler:
-        rules += POOLER_RULES
     if config.head == "mlm":
         tensors = pick_mlm_bias(drop_tied(tensors, MLM_WEIGHT, config.tie_word_embeddings))
-        rules += MLM_RULES
-    elif config.head in ("classification", "token_classification"):
-        rules += CLASSIFIER_RULES
-    return rename(tensors, rules, _ignored(config), source=f"{architecture} checkpoint")
+    return rename(tensors, _rules(config), _ignored(config), source=f"{architecture} checkpoint")
 
 
-CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)
+def config_to_hf(config: ModelConfig, architecture: str) -> dict[str, Any]:
+    """The BERT config.json of an EncoderModel (what :func:`config_from_hf` reads back)."""
+    out: dict[str, Any] = {
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "intermediate_size": config.d_ff,
+        "max_position_embeddings": config.max_seq_len,
+        "position_embedding_type": "absolute",
+        "layer_norm_eps": config.norm_eps,
+        "hidden_act": activation_to_hf(config.activation),
+        "type_vocab_size": config.type_vocab_size,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "hidden_dropout_prob": config.dropout,
+        "attention_probs_dropout_prob": config.attn_dropout,
+        **special_ids(config),
+    }
+    names = config.extra.get("id2label") or {}
+    id2label = {str(i): names.get(str(i), f"LABEL_{i}") for i in range(config.num_labels)}
+    return out | {"id2label": id2label, "label2id": {name: int(i) for i, name in id2label.items()}}
+
+
+def state_dict_to_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """EncoderModel tensors in BERT's names: q/k/v split, ``bert.`` before the body of head models."""
+    tensors = export_names(tensors, _rules(config), architecture)
+    if "head.decoder.bias" in tensors:  # the MLM output bias is stored as cls.predictions.bias
+        tensors["cls.predictions.bias"] = tensors.pop("head.decoder.bias")
+    d = config.n_heads * config.head_dim
+    tensors = split_qkv(
+        tensors,
+        config.n_layers,
+        "encoder.layer.{i}.qkv",
+        "encoder.layer.{i}.attention.self.{p}",
+        (d, d, d),
+        names=("query", "key", "value"),
+    )
+    if architecture == "BertModel":
+        return tensors
+    return add_prefix(tensors, "bert.", keep=["cls.", "classifier."])
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config, config_to_hf, state_dict_to_hf)

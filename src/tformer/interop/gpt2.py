@@ -7,15 +7,22 @@ from typing import Any
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
 from tformer.interop.common import (
+    TRANSPOSE,
     Converter,
     Tensors,
     activation_from_hf,
+    activation_to_hf,
+    add_prefix,
     drop_tied,
+    export_names,
     rename,
     require,
+    special_ids,
     strip_prefix,
     untie_stored_head,
 )
+
+MODEL_TYPE = "gpt2"
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
@@ -53,22 +60,18 @@ def refine_config(config: ModelConfig, tensors: Tensors, architecture: str) -> M
     return untie_stored_head(config, tensors, "lm_head.weight", "transformer.wte.weight", "wte.weight")
 
 
-def _t(x):
-    return x.t().contiguous()
-
-
 RULES = [
     (r"wte\.weight", r"body.embed.tok.weight", None),
     (r"wpe\.weight", r"body.embed.positions.weight", None),
     (r"h\.(\d+)\.ln_1\.(weight|bias)", r"body.layers.\1.attn_norm.\2", None),
     (r"h\.(\d+)\.ln_2\.(weight|bias)", r"body.layers.\1.ffn_norm.\2", None),
-    (r"h\.(\d+)\.attn\.c_attn\.weight", r"body.layers.\1.attn.qkv_proj.weight", _t),
+    (r"h\.(\d+)\.attn\.c_attn\.weight", r"body.layers.\1.attn.qkv_proj.weight", TRANSPOSE),
     (r"h\.(\d+)\.attn\.c_attn\.bias", r"body.layers.\1.attn.qkv_proj.bias", None),
-    (r"h\.(\d+)\.attn\.c_proj\.weight", r"body.layers.\1.attn.o_proj.weight", _t),
+    (r"h\.(\d+)\.attn\.c_proj\.weight", r"body.layers.\1.attn.o_proj.weight", TRANSPOSE),
     (r"h\.(\d+)\.attn\.c_proj\.bias", r"body.layers.\1.attn.o_proj.bias", None),
-    (r"h\.(\d+)\.mlp\.c_fc\.weight", r"body.layers.\1.ffn.up.weight", _t),
+    (r"h\.(\d+)\.mlp\.c_fc\.weight", r"body.layers.\1.ffn.up.weight", TRANSPOSE),
     (r"h\.(\d+)\.mlp\.c_fc\.bias", r"body.layers.\1.ffn.up.bias", None),
-    (r"h\.(\d+)\.mlp\.c_proj\.weight", r"body.layers.\1.ffn.down.weight", _t),
+    (r"h\.(\d+)\.mlp\.c_proj\.weight", r"body.layers.\1.ffn.down.weight", TRANSPOSE),
     (r"h\.(\d+)\.mlp\.c_proj\.bias", r"body.layers.\1.ffn.down.bias", None),
     (r"ln_f\.(weight|bias)", r"body.norm.\1", None),
     (r"lm_head\.weight", r"lm_head.weight", None),
@@ -84,4 +87,29 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     return rename(tensors, RULES, IGNORE, source="GPT-2 checkpoint")
 
 
-CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)
+def config_to_hf(config: ModelConfig, architecture: str) -> dict[str, Any]:
+    """The GPT-2 config.json of a DecoderLM (what :func:`config_from_hf` reads back)."""
+    return {
+        "vocab_size": config.vocab_size,
+        "n_embd": config.d_model,
+        "n_layer": config.n_layers,
+        "n_head": config.n_heads,
+        "n_inner": config.d_ff,
+        "n_positions": config.max_seq_len,
+        "layer_norm_epsilon": config.norm_eps,
+        "activation_function": activation_to_hf(config.activation),
+        "scale_attn_weights": config.attn_scale != 1.0,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.attn_dropout,
+        **special_ids(config),
+    }
+
+
+def state_dict_to_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """DecoderLM tensors in GPT-2's names (``transformer.`` prefix, Conv1D weights transposed)."""
+    return add_prefix(export_names(tensors, RULES, architecture), "transformer.", keep=["lm_head."])
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config, config_to_hf, state_dict_to_hf)

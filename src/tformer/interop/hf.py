@@ -1,7 +1,8 @@
 """The registry of Hugging Face converters: the ``architectures`` name of a config.json -> its Converter.
 
-Nothing here imports ``transformers``: the files are read directly. Building the model and loading the
-converted weights is ``tformer.loading``'s job; interop only maps configs and tensors.
+Nothing here imports ``transformers``: the files are read and written directly. Building the model and loading
+the converted weights is ``tformer.loading``'s job; writing a Hugging Face directory is
+``tformer.interop.export``'s; interop maps configs and tensors, both ways.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
-from tformer.interop import bart, bert, gpt2, llama, longformer, mixtral, t5
+from tformer.interop import bart, bert, gpt2, llama, longformer, mixtral, t5, vit
 from tformer.interop.common import Converter
 
 # HF architecture name -> the converter of its family
@@ -27,6 +28,19 @@ CONVERTERS: dict[str, Converter] = {
     "BartForConditionalGeneration": bart.CONVERTER,
     "LongformerModel": longformer.CONVERTER,
     "LongformerForMaskedLM": longformer.CONVERTER,
+    "ViTModel": vit.CONVERTER,
+    "ViTForImageClassification": vit.CONVERTER,
+}
+
+
+# HF architecture -> its config.json ``model_type``
+MODEL_TYPES: dict[str, str] = {
+    "GPT2LMHeadModel": gpt2.MODEL_TYPE,
+    **llama.MODEL_TYPES,
+    "MixtralForCausalLM": mixtral.MODEL_TYPE,
+    **{arch: bert.MODEL_TYPE for arch in bert.HEADS},
+    "T5ForConditionalGeneration": t5.MODEL_TYPE,
+    "BartForConditionalGeneration": bart.MODEL_TYPE,
 }
 
 

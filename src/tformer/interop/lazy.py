@@ -86,6 +86,11 @@ class LazyTensor:
         n = len(torch.empty(self.shape, device="meta").chunk(chunks, dim))
         return tuple(self._derive(lambda x, i=i: x.chunk(chunks, dim)[i]) for i in range(n))
 
+    def split(self, sizes: int | Sequence[int], dim: int = 0) -> tuple[LazyTensor, ...]:
+        """Lazy ``Tensor.split()``: one lazy tensor per piece."""
+        n = len(torch.empty(self.shape, device="meta").split(sizes, dim))
+        return tuple(self._derive(lambda x, i=i: x.split(sizes, dim)[i]) for i in range(n))
+
     def contiguous(self) -> LazyTensor:
         """Itself: every materialised tensor is contiguous."""
         return self

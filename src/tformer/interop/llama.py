@@ -9,12 +9,18 @@ from tformer.interop.common import (
     Converter,
     Tensors,
     activation_from_hf,
+    activation_to_hf,
     drop_tied,
+    export_names,
     fuse_qkv,
     rename,
     require,
+    special_ids,
+    split_qkv,
     untie_stored_head,
 )
+
+MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral"}
 
 
 def _rope(hf: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
@@ -97,4 +103,48 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     return rename(tensors, RULES, IGNORE, source=f"{architecture} checkpoint")
 
 
-CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)
+def rope_parameters(config: ModelConfig) -> dict[str, Any]:
+    """transformers 5's ``rope_parameters``: the type, theta and any scaling settings."""
+    scaling = {k: v for k, v in (config.rope_scaling or {}).items() if k != "rope_type"}
+    rope_type = (config.rope_scaling or {}).get("rope_type", "default")
+    return {"rope_type": rope_type, "rope_theta": config.rope_theta, **scaling}
+
+
+def config_to_hf(config: ModelConfig, architecture: str) -> dict[str, Any]:
+    """The Llama or Mistral config.json of a DecoderLM (what :func:`config_from_hf` reads back).
+
+    Mistral has no bias switches: a model with biases does not round-trip, and export refuses it.
+    """
+    out: dict[str, Any] = {
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model,
+        "intermediate_size": config.d_ff,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "num_key_value_heads": config.n_kv_heads,
+        "head_dim": config.head_dim,
+        "max_position_embeddings": config.max_seq_len,
+        "rms_norm_eps": config.norm_eps,
+        "hidden_act": activation_to_hf(config.activation),
+        "rope_parameters": rope_parameters(config),
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "attention_dropout": config.attn_dropout,
+        **special_ids(config),
+    }
+    if architecture == "LlamaForCausalLM":
+        out |= {"attention_bias": config.attn_bias, "mlp_bias": config.ffn_bias}
+    else:
+        out["sliding_window"] = config.sliding_window
+    return out
+
+
+def state_dict_to_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """DecoderLM tensors in Llama's names, q/k/v split."""
+    q, kv = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
+    tensors = export_names(tensors, RULES, architecture)
+    return split_qkv(
+        tensors, config.n_layers, "model.layers.{i}.qkv", "model.layers.{i}.self_attn.{p}_proj", (q, kv, kv)
+    )
+
+
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config, config_to_hf, state_dict_to_hf)

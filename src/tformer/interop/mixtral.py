@@ -14,7 +14,10 @@ from tformer.config import ModelConfig
 from tformer.interop import llama
 from tformer.interop.common import Converter, Tensors, require
 
+MODEL_TYPE = "mixtral"
 EXPERT_NAMES = {"w1": "gate", "w3": "up", "w2": "down"}
+_EXPERT = r"body\.layers\.(\d+)\.ffn\.experts\.(\d+)\.(gate|up|down)\.weight"
+_ROUTER = r"body\.layers\.(\d+)\.ffn\.router\.weight"
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
@@ -64,5 +67,30 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     return {**llama.state_dict_from_hf(rest, config, architecture), **moe}
 
 
+def config_to_hf(config: ModelConfig, architecture: str) -> dict[str, Any]:
+    """The Mixtral config.json of a DecoderLM with experts: Mistral's fields plus the routing."""
+    return {
+        **llama.config_to_hf(config, "MistralForCausalLM"),
+        "num_local_experts": config.n_experts,
+        "num_experts_per_tok": config.n_experts_per_token,
+    }
+
+
+def state_dict_to_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """Experts and router in the hub's names (``block_sparse_moe.experts.{e}.w1/w2/w3``), the rest as Llama's."""
+    hub = {name: expert for expert, name in EXPERT_NAMES.items()}
+    moe: Tensors = {}
+    rest: Tensors = {}
+    for name, t in tensors.items():
+        m, r = re.fullmatch(_EXPERT, name), re.fullmatch(_ROUTER, name)
+        if m:
+            moe[f"model.layers.{m[1]}.block_sparse_moe.experts.{m[2]}.{hub[m[3]]}.weight"] = t
+        elif r:
+            moe[f"model.layers.{r[1]}.block_sparse_moe.gate.weight"] = t
+        else:
+            rest[name] = t
+    return {**llama.state_dict_to_hf(rest, config, architecture), **moe}
+
+
 # the same head/embedding names as Llama's
-CONVERTER = Converter(config_from_hf, state_dict_from_hf, llama.refine_config)
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, llama.refine_config, config_to_hf, state_dict_to_hf)

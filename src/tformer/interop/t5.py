@@ -16,13 +16,18 @@ from tformer.interop.common import (
     Rule,
     Tensors,
     activation_from_hf,
+    activation_to_hf,
     drop_tied,
+    export_names,
     fuse_encoder_decoder_attention,
     merge_alias,
     rename,
     require,
+    split_encoder_decoder_attention,
     stores_distinct,
 )
+
+MODEL_TYPE = "t5"
 
 
 def _feed_forward(proj: str) -> tuple[str, bool]:
@@ -101,9 +106,21 @@ def refine_config(config: ModelConfig, tensors: Tensors, architecture: str) -> M
     return config if tied == config.tie_word_embeddings else config.replace(tie_word_embeddings=tied)
 
 
-def _stack_rules(stack: str, ffn: int) -> list[Rule]:
-    """Rules for one stack; the feed-forward is sub-layer 1 in the encoder and 2 in the decoder."""
+def _stack_rules(stack: str, ffn: int, gated: bool) -> list[Rule]:
+    """Rules for one stack; the feed-forward is sub-layer 1 in the encoder and 2 in the decoder.
+
+    A gated feed-forward stores ``wi_0`` (gate) and ``wi_1`` (up), a plain one ``wi``.
+    """
     b, out = rf"{stack}\.block\.(\d+)\.layer\.", rf"{stack}.layers.\1."
+    dense = rf"{ffn}\.DenseReluDense\."
+    up: list[Rule] = (
+        [
+            (b + dense + r"wi_0\.weight", out + "ffn.gate.weight", None),
+            (b + dense + r"wi_1\.weight", out + "ffn.up.weight", None),
+        ]
+        if gated
+        else [(b + dense + r"wi\.weight", out + "ffn.up.weight", None)]
+    )
     return [
         (
             rf"{stack}\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.weight",
@@ -113,28 +130,41 @@ def _stack_rules(stack: str, ffn: int) -> list[Rule]:
         (b + r"0\.qkv\.weight", out + "attn.qkv_proj.weight", None),
         (b + r"0\.SelfAttention\.o\.weight", out + "attn.o_proj.weight", None),
         (b + r"0\.layer_norm\.weight", out + "attn_norm.weight", None),
-        (b + rf"{ffn}\.DenseReluDense\.wi\.weight", out + "ffn.up.weight", None),
-        (b + rf"{ffn}\.DenseReluDense\.wi_0\.weight", out + "ffn.gate.weight", None),
-        (b + rf"{ffn}\.DenseReluDense\.wi_1\.weight", out + "ffn.up.weight", None),
-        (b + rf"{ffn}\.DenseReluDense\.wo\.weight", out + "ffn.down.weight", None),
+        *up,
+        (b + dense + r"wo\.weight", out + "ffn.down.weight", None),
         (b + rf"{ffn}\.layer_norm\.weight", out + "ffn_norm.weight", None),
         (rf"{stack}\.final_layer_norm\.weight", f"{stack}.norm.weight", None),
     ]
 
 
 _X = r"decoder\.block\.(\d+)\.layer\.1\."
-RULES: list[Rule] = [
-    (r"shared\.weight", "shared.weight", None),
-    *_stack_rules("encoder", 1),
-    *_stack_rules("decoder", 2),
-    (_X + r"EncDecAttention\.q\.weight", r"decoder.layers.\1.cross_attn.q_proj.weight", None),
-    (_X + r"kv\.weight", r"decoder.layers.\1.cross_attn.kv_proj.weight", None),
-    (_X + r"EncDecAttention\.o\.weight", r"decoder.layers.\1.cross_attn.o_proj.weight", None),
-    (_X + r"layer_norm\.weight", r"decoder.layers.\1.cross_attn_norm.weight", None),
-    (r"lm_head\.weight", "lm_head.weight", None),
-]
+
+
+def _rules(config: ModelConfig) -> list[Rule]:
+    """Every rule of a T5 with this config's kind of feed-forward."""
+    return [
+        (r"shared\.weight", "shared.weight", None),
+        *_stack_rules("encoder", 1, config.gated_ffn),
+        *_stack_rules("decoder", 2, config.gated_ffn),
+        (_X + r"EncDecAttention\.q\.weight", r"decoder.layers.\1.cross_attn.q_proj.weight", None),
+        (_X + r"kv\.weight", r"decoder.layers.\1.cross_attn.kv_proj.weight", None),
+        (_X + r"EncDecAttention\.o\.weight", r"decoder.layers.\1.cross_attn.o_proj.weight", None),
+        (_X + r"layer_norm\.weight", r"decoder.layers.\1.cross_attn_norm.weight", None),
+        (r"lm_head\.weight", "lm_head.weight", None),
+    ]
+
+
 # an unused bias that some files carry on the first cross-attention (transformers ignores it too)
 IGNORE = [r"decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight"]
+
+
+# where q/k/v live in T5's files, and where fuse_encoder_decoder_attention puts them fused
+_ATTENTION = dict(
+    self_attn="{stack}.block.{i}.layer.0.SelfAttention.{p}",
+    self_fused="{stack}.block.{i}.layer.0.qkv",
+    cross_attn="decoder.block.{i}.layer.1.EncDecAttention.{p}",
+    cross_fused="decoder.block.{i}.layer.1.kv",
+)
 
 
 def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
@@ -143,15 +173,53 @@ def state_dict_from_hf(tensors: Tensors, config: ModelConfig, architecture: str)
     for stack in ("encoder", "decoder"):
         tensors = merge_alias(tensors, f"{stack}.embed_tokens.weight", "shared.weight")
     tensors = drop_tied(tensors, "lm_head.weight", config.tie_word_embeddings)
-    tensors = fuse_encoder_decoder_attention(
-        tensors,
-        config,
-        self_attn="{stack}.block.{i}.layer.0.SelfAttention.{p}",
-        self_fused="{stack}.block.{i}.layer.0.qkv",
-        cross_attn="decoder.block.{i}.layer.1.EncDecAttention.{p}",
-        cross_fused="decoder.block.{i}.layer.1.kv",
+    tensors = fuse_encoder_decoder_attention(tensors, config, **_ATTENTION)
+    return rename(tensors, _rules(config), IGNORE, source=f"{architecture} checkpoint")
+
+
+def _feed_forward_proj(config: ModelConfig) -> str:
+    """The inverse of :func:`_feed_forward`: ``"relu"``, ``"gated-gelu"`` (tanh GELU), ``"gated-silu"``..."""
+    if not config.gated_ffn:
+        return activation_to_hf(config.activation)
+    if config.activation == "gelu":
+        raise ConfigError(
+            "T5 has no gated exact-GELU feed-forward ('gated-gelu' is the tanh approximation); "
+            "activation='gelu_tanh' exports as 'gated-gelu'"
+        )
+    return "gated-" + ("gelu" if config.activation == "gelu_tanh" else config.activation)
+
+
+def config_to_hf(config: ModelConfig, architecture: str) -> dict[str, Any]:
+    """The T5 config.json of an EncoderDecoderLM (what :func:`config_from_hf` reads back)."""
+    return {
+        "vocab_size": config.vocab_size,
+        "d_model": config.d_model,
+        "d_kv": config.head_dim,
+        "d_ff": config.d_ff,
+        "num_layers": config.n_layers,
+        "num_decoder_layers": config.n_decoder_layers,
+        "num_heads": config.n_heads,
+        "n_positions": config.max_seq_len,
+        "relative_attention_num_buckets": config.relative_attention_num_buckets,
+        "relative_attention_max_distance": config.relative_attention_max_distance,
+        "dropout_rate": config.dropout,
+        "layer_norm_epsilon": config.norm_eps,
+        "feed_forward_proj": _feed_forward_proj(config),
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "scale_decoder_outputs": config.scale_decoder_outputs,
+        "is_encoder_decoder": True,
+        "pad_token_id": config.pad_token_id,
+        "eos_token_id": config.eos_token_id,
+        "bos_token_id": config.bos_token_id,
+        "decoder_start_token_id": config.decoder_start_token_id,
+    }
+
+
+def state_dict_to_hf(tensors: Tensors, config: ModelConfig, architecture: str) -> Tensors:
+    """EncoderDecoderLM tensors in T5's names, self-attention q/k/v and cross-attention k/v split."""
+    return split_encoder_decoder_attention(
+        export_names(tensors, _rules(config), architecture), config, **_ATTENTION
     )
-    return rename(tensors, RULES, IGNORE, source=f"{architecture} checkpoint")
 
 
-CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config)
+CONVERTER = Converter(config_from_hf, state_dict_from_hf, refine_config, config_to_hf, state_dict_to_hf)

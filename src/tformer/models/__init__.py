@@ -15,12 +15,14 @@ from tformer.models.encoder import EncoderModel
 from tformer.models.encoder_decoder import EncoderDecoderLM
 from tformer.models.init import init_weights, reset_buffers
 from tformer.models.outputs import ModelOutput
+from tformer.models.vit import ViTModel
 from tformer.presets import get_preset
 
 MODEL_CLASSES: dict[str, type[TransformerModel]] = {
     "decoder": DecoderLM,
     "encoder": EncoderModel,
     "encoder_decoder": EncoderDecoderLM,
+    "vit": ViTModel,
 }
 
 
@@ -82,6 +84,7 @@ __all__ = [
     "EncoderModel",
     "ModelOutput",
     "TransformerModel",
+    "ViTModel",
     "build",
     "build_empty",
     "reset_buffers",

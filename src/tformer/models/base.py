@@ -14,7 +14,7 @@ from torch import nn
 
 import tformer.generation as generation
 from tformer.config import ModelConfig
-from tformer.io import unique_state_dict, write_model_dir
+from tformer.models.formats import save_format
 from tformer.nn.attention import ATTN_IMPLS, Attention
 from tformer.nn.kv_cache import KVCache, RollingKVCache, StaticKV
 from tformer.nn.stack import TransformerStack
@@ -24,10 +24,13 @@ class TransformerModel(nn.Module):
     """Base class of the three families."""
 
     config: ModelConfig
+    #: defaults of ``generate`` (Hugging Face's generation_config.json), under the caller's options
+    generation_config: generation.GenerationConfig
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.generation_config = generation.GenerationConfig()
 
     # --- structure -------------------------------------------------------------------------------
     def stacks(self) -> list[TransformerStack]:
@@ -153,9 +156,13 @@ class TransformerModel(nn.Module):
         return sum(m.nbytes() for m in self.modules() if isinstance(m, KVCache))
 
     # --- delegation ------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` to a directory (atomically)."""
-        write_model_dir(path, self.config, unique_state_dict(self))
+    def save_pretrained(self, path: str | Path, format: str = "tformer", **options: Any) -> None:
+        """Write the model to directory ``path`` in ``format``: ``"tformer"`` (config.json with the ModelConfig
+        and model.safetensors) or ``"hf"`` (a directory ``transformers`` loads; see
+        ``tformer.interop.export.save_hf`` for its options, e.g. ``tokenizer=``, ``overwrite=``). The formats
+        are a registry (``tformer.models.formats``) so that the Hugging Face one, above this layer, is reached
+        without importing it."""
+        save_format(format)(self, path, **options)
 
     def generate(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor | generation.GenerateOutput:
         """Autoregressive generation; see ``tformer.generation.generate`` for the options."""

@@ -2,12 +2,17 @@
 
 Every tokenizer has ``encode``, ``decode``, ``encode_batch`` (padding/truncation to tensors with attention
 masks), ``decode_stream`` (incremental decoding for generation), ``vocab_size``, the special-token ids
-(``bos_token_id``, ``eos_token_id``, ``pad_token_id``, ...) and ``save(directory)``, which
-:func:`load_tokenizer` reads back.
+(``bos_token_id``, ``eos_token_id``, ``pad_token_id``, ...) and ``save(directory)`` (tformer's file) or
+``save(directory, format="hf")`` (Hugging Face's tokenizer.json), both of which :func:`load_tokenizer` reads
+back.
 
-Modules, bottom up: ``pretokenize``, ``stream``, ``base``; ``formats`` (the files); ``corpus`` (training
-text); ``bpe_train`` (the merge-learning algorithm); ``bpe``, ``wordpiece``, ``char``; ``loading`` (which
-tokenizer a directory holds).
+Special tokens written in the text are refused by default (tiktoken's policy: text from users cannot inject
+them); ``encode(text, allowed_special="all")`` recognises them, as Hugging Face's tokenizers always do.
+
+Modules, bottom up: ``pretokenize``, ``stream``; ``hf_format`` (Hugging Face's tokenizer.json), ``formats``
+(tformer's and the classic files), ``base``; ``corpus`` (training text); ``bpe_train`` (the merge-learning
+algorithm), ``wordpiece_train`` (WordPiece's, on the same loop); ``bpe``, ``wordpiece``, ``char``; ``loading``
+(which tokenizer a directory holds).
 
 Example:
     >>> from tformer.tokenizers import ByteLevelBPETokenizer, load_tokenizer
@@ -22,7 +27,7 @@ from tformer.tokenizers.corpus import iter_lines
 from tformer.tokenizers.loading import bpe_from_gpt2_files, load_tokenizer
 from tformer.tokenizers.pretokenize import CL100K_PATTERN, GPT2_PATTERN
 from tformer.tokenizers.stream import DecodeStream
-from tformer.tokenizers.wordpiece import WordPieceTokenizer
+from tformer.tokenizers.wordpiece import WordPieceTokenizer, train_wordpiece
 
 BPETokenizer = ByteLevelBPETokenizer
 
@@ -39,4 +44,5 @@ __all__ = [
     "iter_lines",
     "load_tokenizer",
     "train_bpe",
+    "train_wordpiece",
 ]

@@ -18,6 +18,9 @@ from typing import Any, ClassVar, Literal
 import regex
 
 from tformer.errors import ConfigError, DataError
+from tformer.tokenizers.corpus import iter_lines
+from tformer.tokenizers.formats import tformer_document, write_tformer_file
+from tformer.tokenizers.hf_format import write_hf_files
 from tformer.tokenizers.stream import DecodeStream
 
 SpecialSet = Literal["all"] | Collection[str]
@@ -138,8 +141,22 @@ class Tokenizer(ABC):
         """UTF-8 bytes of ``ids``; raise DataError for an id outside the vocabulary."""
 
     @abstractmethod
-    def save(self, directory: str | Path) -> Path:
-        """Write the tokenizer to ``directory`` so that ``load_tokenizer(directory)`` reads it back."""
+    def config_fields(self) -> dict[str, Any]:
+        """The fields of this tokenizer's type in tformer's tokenizer file (what ``from_config`` reads)."""
+
+    @classmethod
+    def train_from_files(
+        cls, paths: str | Path | Sequence[str | Path], *args: Any, errors: str = "strict", **kwargs: Any
+    ) -> Tokenizer:
+        """Train on UTF-8 text files, read line by line as HF ``tokenizers`` reads them: ``cls.train`` on
+        their lines, with its other arguments (``vocab_size``, ...).
+
+        Args:
+            paths: one file or several.
+            errors: ``"strict"`` (invalid UTF-8 is a DataError naming the file and byte offset),
+                ``"replace"`` or ``"ignore"``.
+        """
+        return cls.train(iter_lines(paths, errors=errors), *args, **kwargs)  # type: ignore[attr-defined]
 
     @classmethod
     @abstractmethod
@@ -348,6 +365,32 @@ class Tokenizer(ABC):
             >>> print(stream.flush())  # doctest: +SKIP
         """
         return DecodeStream(self, skip_special_tokens)
+
+    # ---- files --------------------------------------------------------------------------------------
+    def save(self, directory: str | Path, format: Literal["tformer", "hf"] = "tformer") -> Path:
+        """Write the tokenizer to ``directory`` (created if missing) so that ``load_tokenizer`` reads it back.
+
+        Args:
+            directory: where to write.
+            format: ``"tformer"``: ``tformer_tokenizer.json`` (tformer's versioned format, everything kept)
+                plus the classic files other tools read (GPT-2's ``vocab.json`` / ``merges.txt``, BERT's
+                ``vocab.txt``); ``"hf"``: Hugging Face's ``tokenizer.json`` and ``tokenizer_config.json``,
+                which ``tokenizers.Tokenizer.from_file`` and ``transformers.AutoTokenizer`` load
+                (:mod:`tformer.tokenizers.hf_format` says what that format can hold).
+
+        Returns:
+            The directory.
+        """
+        if format == "hf":
+            return write_hf_files(tformer_document(self), directory)
+        if format != "tformer":
+            raise ConfigError(f"unknown tokenizer format {format!r}; choose 'tformer' or 'hf'")
+        out = write_tformer_file(self, directory)
+        self._save_extra_files(out)
+        return out
+
+    def _save_extra_files(self, directory: Path) -> None:  # noqa: B027 (a hook: most types have none)
+        """Files beside tformer's own that other tools read (none by default)."""
 
     def token_to_id(self, token: str) -> int | None:
         """Id of a special token string (subclasses also look up ordinary tokens)."""

@@ -19,14 +19,12 @@ from typing import Any, Literal
 from tformer.errors import ConfigError, DataError
 from tformer.tokenizers.base import Tokenizer
 from tformer.tokenizers.bpe_train import MAX_VOCAB_SIZE, ProgressFn, assign_ids, count_words, learn_merges
-from tformer.tokenizers.corpus import iter_lines
 from tformer.tokenizers.formats import (
     byte_vocab_from_json,
     byte_vocab_to_json,
     merges_from_lines,
     merges_to_lines,
     write_gpt2_files,
-    write_tformer_file,
 )
 from tformer.tokenizers.pretokenize import make_splitter, pattern_name, resolve_pattern
 
@@ -188,25 +186,6 @@ class ByteLevelBPETokenizer(Tokenizer):
     def train(cls, data: Iterable[str] | str, vocab_size: int, **kwargs: Any) -> ByteLevelBPETokenizer:
         """Learn a byte-level BPE vocabulary from texts: :func:`train_bpe`, whose options it takes."""
         return train_bpe(data, vocab_size, **kwargs)
-
-    @classmethod
-    def train_from_files(
-        cls,
-        paths: str | Path | Sequence[str | Path],
-        vocab_size: int,
-        *,
-        errors: str = "strict",
-        **kwargs: Any,
-    ) -> ByteLevelBPETokenizer:
-        """Train on UTF-8 text files, read line by line as HF ``tokenizers`` reads them.
-
-        Args:
-            paths: one file or several.
-            vocab_size: as in :func:`train_bpe`; other keyword arguments go to :func:`train_bpe` too.
-            errors: ``"strict"`` (invalid UTF-8 is a DataError naming the file and byte offset),
-                ``"replace"`` or ``"ignore"``.
-        """
-        return train_bpe(iter_lines(paths, errors=errors), vocab_size, **kwargs)
 
     @classmethod
     def from_config(cls, doc: dict[str, Any]) -> ByteLevelBPETokenizer:
@@ -406,16 +385,17 @@ class ByteLevelBPETokenizer(Tokenizer):
         return self.vocab.get(token)
 
     # ---- files --------------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``tformer_tokenizer.json`` (tformer's versioned format) plus GPT-2's ``vocab.json``/``merges.txt``."""
-        fields = {
+    def config_fields(self) -> dict[str, Any]:
+        """The pattern, the byte-level vocabulary and the merges (``from_config`` reads them)."""
+        return {
             "pattern": pattern_name(self.pattern),
             "vocab": byte_vocab_to_json(self.vocab),
             "merges": merges_to_lines(self.merges),
         }
-        out = write_tformer_file(self, fields, directory)
-        write_gpt2_files(self.vocab, self.merges, self.special_tokens, out)
-        return out
+
+    def _save_extra_files(self, directory: Path) -> None:
+        """GPT-2's ``vocab.json`` / ``merges.txt`` beside tformer's file."""
+        write_gpt2_files(self.vocab, self.merges, self.special_tokens, directory)
 
 
 def train_bpe(

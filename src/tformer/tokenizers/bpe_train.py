@@ -1,7 +1,8 @@
 """Learning byte-level BPE merges, merge for merge identical to Hugging Face ``tokenizers``' BpeTrainer.
 
 The entry point is :func:`tformer.tokenizers.bpe.train_bpe`; this module holds the algorithm and knows no
-tokenizer class.
+tokenizer class. Its merge loop (:func:`merge_pairs`) works on any initial symbols: WordPiece training
+(:mod:`tformer.tokenizers.wordpiece_train`) runs it on characters, as Hugging Face's trainer does.
 
 The loop never recounts the corpus. Words (pre-tokenised chunks) are counted once; pair counts are kept in
 a dict and updated from the few words each merge touches, found through an index from pair to words; the
@@ -22,8 +23,10 @@ Determinism follows HF exactly:
 from __future__ import annotations
 
 import heapq
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from tformer.tokenizers.pretokenize import byte_alphabet_order, make_splitter
 
@@ -32,6 +35,7 @@ _MASK = (1 << _SHIFT) - 1
 MAX_VOCAB_SIZE = _MASK  # ids must fit in the right half of a pair key
 
 ProgressFn = Callable[[int, int], None]
+T = TypeVar("T", bytes, str)
 
 
 def count_words(data: Iterable[str], pattern: str = "gpt2") -> Counter[str]:
@@ -71,11 +75,35 @@ def learn_merges(
     """
     alphabet = byte_alphabet_order()
     byte_to_id = {b: i for i, b in enumerate(alphabet)}
-    token_bytes = [bytes([b]) for b in alphabet]
-    token_ids = {t: i for i, t in enumerate(token_bytes)}
+    tokens = [bytes([b]) for b in alphabet]
     words = [[byte_to_id[b] for b in w.encode("utf-8")] for w in word_counts]
-    counts = list(word_counts.values())
+    pairs = merge_pairs(
+        words, list(word_counts.values()), tokens, max_tokens, min_frequency, progress=progress
+    )
+    return [(tokens[left], tokens[right]) for left, right in pairs]
 
+
+def merge_pairs(
+    words: list[list[int]],
+    counts: list[int],
+    tokens: list[T],
+    max_tokens: int,
+    min_frequency: int = 0,
+    join: Callable[[T, T], T] = operator.add,
+    progress: ProgressFn | None = None,
+) -> list[tuple[int, int]]:
+    """The merge loop over words as token ids: merge the most frequent adjacent pair until ``tokens`` (id ->
+    token, extended in place with each new merge result ``join(left, right)``) has ``max_tokens`` entries.
+
+    Byte-level BPE starts from the 256 bytes; WordPiece from its special tokens, characters and ``##``
+    characters. Returns the merged pairs of ids in rank order.
+
+    Example:
+        >>> tokens = ["a", "b"]
+        >>> merge_pairs([[0, 0, 1], [0, 1]], [2, 1], tokens, 4), tokens
+        ([(0, 1), (0, 2)], ['a', 'b', 'ab', 'aab'])
+    """
+    token_ids = {t: i for i, t in enumerate(tokens)}
     pair_counts: dict[int, int] = defaultdict(int)
     where: dict[int, set[int]] = defaultdict(set)
     for i, (word, count) in enumerate(zip(words, counts)):
@@ -90,8 +118,8 @@ def learn_merges(
         seq += 1
     heapq.heapify(heap)
 
-    merges: list[tuple[bytes, bytes]] = []
-    while len(token_bytes) < max_tokens and heap:
+    merges: list[tuple[int, int]] = []
+    while len(tokens) < max_tokens and heap:
         neg_count, key, _, positions = heapq.heappop(heap)
         count = pair_counts[key]
         if -neg_count != count:
@@ -101,20 +129,20 @@ def learn_merges(
         if count < 1 or count < min_frequency:
             break
         left, right = key >> _SHIFT, key & _MASK
-        new_bytes = token_bytes[left] + token_bytes[right]
-        new_id = token_ids.get(new_bytes)
+        new_token = join(tokens[left], tokens[right])
+        new_id = token_ids.get(new_token)
         if new_id is None:
-            new_id = len(token_bytes)
-            token_bytes.append(new_bytes)
-            token_ids[new_bytes] = new_id
-        merges.append((token_bytes[left], token_bytes[right]))
+            new_id = len(tokens)
+            tokens.append(new_token)
+            token_ids[new_token] = new_id
+        merges.append((left, right))
         created = _apply_merge(words, counts, positions, left, right, new_id, pair_counts)
         for new_key, new_positions in created.items():
             if pair_counts[new_key] > 0:
                 heapq.heappush(heap, (-pair_counts[new_key], new_key, seq, new_positions))
                 seq += 1
         if progress is not None:
-            progress(len(token_bytes), max_tokens)
+            progress(len(tokens), max_tokens)
     return merges
 
 

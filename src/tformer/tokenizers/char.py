@@ -9,12 +9,10 @@ token) or ``"skip"`` (dropped).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 from tformer.errors import ConfigError, DataError
 from tformer.tokenizers.base import Tokenizer, as_id_list
-from tformer.tokenizers.formats import write_tformer_file
 
 UnknownPolicy = Literal["error", "replace", "skip"]
 
@@ -130,7 +128,6 @@ class CharTokenizer(Tokenizer):
         """Id of a character or special token."""
         return self._char_ids.get(token, self.special_tokens.get(token))
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``tformer_tokenizer.json``."""
-        fields = {"chars": self.chars, "unknown": self.unknown, "unk_token": self.unk_token}
-        return write_tformer_file(self, fields, directory)
+    def config_fields(self) -> dict[str, Any]:
+        """The characters and the unknown-character policy (``from_config`` reads them)."""
+        return {"chars": self.chars, "unknown": self.unknown, "unk_token": self.unk_token}

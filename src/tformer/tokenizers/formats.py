@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tformer.errors import ConfigError
-from tformer.tokenizers.base import Tokenizer
 from tformer.tokenizers.pretokenize import bytes_to_token, token_to_bytes
+
+if TYPE_CHECKING:  # the tokenizer classes call into this module, never the reverse
+    from tformer.tokenizers.base import Tokenizer
 
 TFORMER_FILE = "tformer_tokenizer.json"
 FORMAT_NAME = "tformer-tokenizer"
@@ -43,7 +45,8 @@ def read_text(path: Path, hint: str = "") -> str:
         raise ConfigError(f"{path}: not UTF-8 (byte offset {e.start}){hint}") from None
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The parsed JSON of ``path``; a ConfigError naming the file when it is unreadable or invalid."""
     text = read_text(path)
     try:
         return json.loads(text)
@@ -89,7 +92,7 @@ def merges_from_lines(lines: Iterable[str]) -> ByteMerges:
 def read_vocab_json(path: str | Path) -> dict[str, int]:
     """Read GPT-2's ``vocab.json`` / ``encoder.json``: a JSON object of token string -> id."""
     path = Path(path)
-    vocab = _read_json(path)
+    vocab = read_json(path)
     if not isinstance(vocab, dict) or not vocab:
         raise ConfigError(f"{path}: expected a non-empty JSON object mapping token strings to ids")
     for token, i in vocab.items():
@@ -197,12 +200,10 @@ def write_vocab_txt(tokens: list[str], directory: Path) -> None:
 
 
 # ---- tformer format ---------------------------------------------------------------------------------
-def write_tformer_file(tok: Tokenizer, fields: dict[str, Any], directory: str | Path) -> Path:
-    """Write ``tformer_tokenizer.json``: the header (``tok.file_type``, special tokens, roles, sides) and
-    ``fields``; return the directory."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    doc = {
+def tformer_document(tok: Tokenizer) -> dict[str, Any]:
+    """The document of ``tformer_tokenizer.json``: the header (``tok.file_type``, special tokens, roles,
+    sides) and the fields of the tokenizer's type (``tok.config_fields()``)."""
+    return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "type": tok.file_type,
@@ -210,15 +211,22 @@ def write_tformer_file(tok: Tokenizer, fields: dict[str, Any], directory: str | 
         "roles": tok.roles,
         "padding_side": tok.padding_side,
         "truncation_side": tok.truncation_side,
-        **fields,
+        **tok.config_fields(),
     }
+
+
+def write_tformer_file(tok: Tokenizer, directory: str | Path) -> Path:
+    """Write ``tformer_tokenizer.json`` (:func:`tformer_document`); return the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = tformer_document(tok)
     (directory / TFORMER_FILE).write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
     return directory
 
 
 def read_tformer_file(path: Path) -> dict[str, Any]:
     """The document of a ``tformer_tokenizer.json``, its header checked (the fields are the type's to read)."""
-    doc = _read_json(path)
+    doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise ConfigError(f'{path}: not a tformer tokenizer file (no "format": "{FORMAT_NAME}")')
     if doc.get("version") != FORMAT_VERSION:

@@ -10,18 +10,19 @@ than ``max_input_chars_per_word``) become ``[UNK]``.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tformer.errors import ConfigError, DataError
-from tformer.tokenizers.base import Tokenizer, as_id_list
+from tformer.tokenizers.base import Tokenizer, as_id_list, infer_roles
+from tformer.tokenizers.bpe_train import ProgressFn
 from tformer.tokenizers.formats import (
     read_vocab_txt,
     read_wordpiece_settings,
-    write_tformer_file,
     write_vocab_txt,
 )
+from tformer.tokenizers.wordpiece_train import count_words, learn_vocab
 
 #: Characters with the Unicode White_Space property (what Rust's ``char::is_whitespace`` accepts).
 WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
@@ -184,6 +185,11 @@ class WordPieceTokenizer(Tokenizer):
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
+    def train(cls, data: Iterable[str] | str, vocab_size: int, **kwargs: Any) -> WordPieceTokenizer:
+        """Learn a WordPiece vocabulary from texts: :func:`train_wordpiece`, whose options it takes."""
+        return train_wordpiece(data, vocab_size, **kwargs)
+
+    @classmethod
     def from_vocab_file(cls, path: str | Path, **kwargs: Any) -> WordPieceTokenizer:
         """Read ``vocab.txt`` (one token per line, id = line number); settings from keyword arguments, or
         from ``do_lower_case``/``strip_accents``/``tokenize_chinese_chars`` in a ``tokenizer_config.json``
@@ -310,11 +316,14 @@ class WordPieceTokenizer(Tokenizer):
         return self._id_to_token[token_id]
 
     # ---- files --------------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``tformer_tokenizer.json`` and BERT's ``vocab.txt``."""
-        tokens = [self._id_to_token.get(i, "") for i in range(self.vocab_size)]
-        fields = {
-            "vocab": tokens,
+    def _tokens(self) -> list[str]:
+        """The tokens in id order ("" for an id no token has)."""
+        return [self._id_to_token.get(i, "") for i in range(self.vocab_size)]
+
+    def config_fields(self) -> dict[str, Any]:
+        """The vocabulary and the normaliser and WordPiece settings (``from_config`` reads them)."""
+        return {
+            "vocab": self._tokens(),
             "lowercase": self.lowercase,
             "strip_accents": self.strip_accents,
             "tokenize_chinese_chars": self.tokenize_chinese_chars,
@@ -322,6 +331,67 @@ class WordPieceTokenizer(Tokenizer):
             "continuing_prefix": self.continuing_prefix,
             "max_input_chars_per_word": self.max_input_chars_per_word,
         }
-        out = write_tformer_file(self, fields, directory)
-        write_vocab_txt(tokens, out)
-        return out
+
+    def _save_extra_files(self, directory: Path) -> None:
+        """BERT's ``vocab.txt`` beside tformer's file."""
+        write_vocab_txt(self._tokens(), directory)
+
+
+def train_wordpiece(
+    data: Iterable[str] | str,
+    vocab_size: int,
+    *,
+    min_frequency: int = 0,
+    special_tokens: Sequence[str] = BERT_SPECIALS,
+    lowercase: bool = True,
+    strip_accents: bool | None = None,
+    tokenize_chinese_chars: bool = True,
+    limit_alphabet: int | None = None,
+    continuing_prefix: str = "##",
+    progress: ProgressFn | None = None,
+) -> WordPieceTokenizer:
+    """Train a WordPiece tokenizer as Hugging Face's WordPieceTrainer does (see
+    :mod:`tformer.tokenizers.wordpiece_train`, which also says where the two can differ).
+
+    Args:
+        data: texts; each is normalised and pre-tokenised on its own (for files, pass their lines:
+            :func:`tformer.tokenizers.corpus.iter_lines`).
+        vocab_size: final vocabulary size, special tokens included.
+        min_frequency: a pair must occur at least this often to be merged.
+        special_tokens: ids 0..k-1; one must be an unknown token (``[UNK]``, ``<unk>``).
+        lowercase, strip_accents, tokenize_chinese_chars: BERT's normaliser settings (see
+            :class:`WordPieceTokenizer`), used for training and kept by the tokenizer.
+        limit_alphabet: keep only this many characters, the most frequent.
+        continuing_prefix: marks a piece that continues a word.
+        progress: called as ``progress(done, total)`` while merging.
+
+    Raises:
+        ConfigError: no unknown token among ``special_tokens``.
+        DataError: no text to learn from.
+    """
+    if isinstance(data, str):
+        data = [data]
+    specials = list(dict.fromkeys(special_tokens))
+    unk = infer_roles(specials).get("unk")
+    if unk is None:
+        raise ConfigError(
+            f"special_tokens {specials} hold no unknown token; add '[UNK]' (WordPiece needs one)"
+        )
+    settings = dict(
+        lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=tokenize_chinese_chars
+    )
+    counts = count_words(data, lambda text: pre_tokenize(normalize(text, **settings)))
+    if not counts:
+        raise DataError("no training text: the data is empty; give at least one non-empty text or file")
+    vocab = learn_vocab(
+        counts,
+        vocab_size,
+        specials,
+        min_frequency=min_frequency,
+        limit_alphabet=limit_alphabet,
+        prefix=continuing_prefix,
+        progress=progress,
+    )
+    return WordPieceTokenizer(
+        vocab, unk_token=unk, continuing_prefix=continuing_prefix, special_tokens=specials, **settings
+    )

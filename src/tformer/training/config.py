@@ -12,9 +12,10 @@ from typing import Any, Literal, get_args
 
 from tformer.config import from_known_fields
 from tformer.errors import ConfigError
+from tformer.peft.config import LoraConfig
 
 #: The task names; ``tformer.training.tasks.TASKS`` maps each to the class that trains it.
-TaskName = Literal["clm", "mlm", "seq2seq", "classify", "copy", "reverse"]
+TaskName = Literal["clm", "mlm", "seq2seq", "classify", "copy", "reverse", "image-classify"]
 Schedule = Literal["cosine", "noam", "constant"]
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -71,6 +72,15 @@ class TrainConfig:
     mlm_probability: float = 0.15
     synthetic_len: int = 10  # symbols per synthetic copy/reverse example
     synthetic_symbols: int = 10  # alphabet size of the synthetic tasks
+    image_shift: int = 0  # image-classify: shift training images by up to this many pixels (augmentation)
+
+    # fine-tuning (tformer.peft)
+    init_from: str | None = None  # the pretrained directory the run started from (weights, tokenizer)
+    freeze: list[str] = dataclasses.field(
+        default_factory=list
+    )  # embeddings | layers:A-B | all-but-head | all
+    lora: str | None = None  # LoRA adapters, e.g. "r=8,alpha=16,targets=q,v" (only they and the head train)
+    layer_lr_decay: float = 1.0  # < 1: block i learns at lr * decay ** (top - depth)
 
     def __post_init__(self) -> None:
         for name, lit in _LITERALS.items():
@@ -116,6 +126,14 @@ class TrainConfig:
             raise ConfigError(
                 f"router_aux_loss_coef must be >= 0 (0 disables it), got {self.router_aux_loss_coef}"
             )
+        if isinstance(self.freeze, str):
+            self.freeze = [s for s in self.freeze.split(";") if s]
+        if self.lora is not None:
+            LoraConfig.parse(self.lora)  # a bad spec fails here, before the run starts
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise ConfigError(f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
+        if not isinstance(self.image_shift, int) or self.image_shift < 0:
+            raise ConfigError(f"image_shift must be a non-negative integer, got {self.image_shift!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
 

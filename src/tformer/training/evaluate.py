@@ -18,7 +18,6 @@ from tformer.errors import ConfigError
 from tformer.training.config import TrainConfig
 from tformer.training.rundir import find_run_info
 from tformer.training.tasks import Task, TaskSetup, build_task, task_class
-from tformer.training.tasks.files import check_files
 from tformer.training.tokenization import check_vocab
 
 
@@ -32,6 +31,8 @@ def infer_task(model_dir: Path, config: ModelConfig) -> str:
         return "clm"
     if config.arch == "encoder_decoder":
         return "seq2seq"
+    if config.arch == "vit":
+        return "image-classify"
     if config.head in ("mlm", "classification"):
         return "mlm" if config.head == "mlm" else "classify"
     raise ConfigError(f"cannot tell which task {model_dir} was trained for; pass --task")
@@ -73,7 +74,8 @@ def evaluate_model(
     block_size: int | None = None,
     max_batches: int | None = None,
 ) -> dict[str, float]:
-    """Metrics of ``model`` (with ``tokenizer``, both loaded from ``model_dir``) on the files ``data``.
+    """Metrics of ``model`` (with ``tokenizer``, both loaded from ``model_dir``; None for a task that reads no
+    text) on the files ``data``.
 
     Args:
         task: the task to evaluate (default: the one the model was trained for).
@@ -85,14 +87,15 @@ def evaluate_model(
         ConfigError: the tokenizer does not fit the model, the block exceeds the context, no batches.
     """
     model_dir = Path(model_dir)
-    check_vocab(tokenizer, model.config, model_dir)
     task = task or infer_task(model_dir, model.config)
+    if task_class(task).uses_tokenizer:
+        check_vocab(tokenizer, model.config, model_dir)
     block = block_size or trained_block_size(model_dir) or model.config.max_seq_len
     if block > model.config.max_seq_len:
         raise ConfigError(
             f"block_size={block} exceeds the model's context max_seq_len={model.config.max_seq_len}"
         )
-    paths = [] if task_class(task).synthetic else check_files(data)
+    paths = [] if task_class(task).synthetic else task_class(task).check_data(data)
     evaluation = evaluation_task(task, tokenizer, model.config, paths, batch_size, block, max_batches)
     sums: dict[str, float] = {}
     for batch in evaluation.eval_batches():

@@ -8,6 +8,7 @@ fresh start and ``--resume`` share one path.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 
 from tformer.config import ModelConfig
-from tformer.errors import ConfigError
+from tformer.errors import ConfigError, TformerError
 from tformer.io import atomic_write
 from tformer.models import build
 from tformer.presets import PRESETS, get_preset
@@ -26,11 +27,17 @@ from tformer.training import distributed
 from tformer.training.checkpoint import load_checkpoint
 from tformer.training.config import TrainConfig
 from tformer.training.devices import resolve_device
+from tformer.training.finetune import (
+    adapt,
+    check_adaptation,
+    head_architecture,
+    pretrained_config,
+    start_from,
+)
 from tformer.training.overrides import split_overrides
 from tformer.training.rundir import CACHE_DIR, CHECKPOINT, RUN_FILE, check_out_dir, clear_run, read_run_info
 from tformer.training.tasks import Task, TaskSetup, build_task, synthetic_tokenizer, task_class
 from tformer.training.tasks.base import Record
-from tformer.training.tasks.files import check_files
 from tformer.training.tokenization import check_vocab, make_tokenizer
 from tformer.training.trainer import Trainer
 
@@ -51,6 +58,11 @@ class RunSpec:
     device: str | None = None
     progress: bool = True
     log: Callable[[str], None] | None = None
+    # fine-tuning: the pretrained model to start from (loaded by the caller) and the directory it came from
+    init_model: Any = None
+    init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)
+    lora: str | None = None
 
 
 @dataclass
@@ -66,14 +78,46 @@ class RunResult:
 
 # ---- configs ----------------------------------------------------------------------------------------
 def finalize_model_config(
-    cfg: ModelConfig, train: TrainConfig, tok: Any, records: list[Record], explicit: dict[str, Any]
+    cfg: ModelConfig,
+    train: TrainConfig,
+    tok: Any,
+    records: list[Record],
+    explicit: dict[str, Any],
+    pretrained: str | None = None,
 ) -> ModelConfig:
-    """Fit the preset to the task and tokenizer: arch check, vocabulary, special ids, task head."""
+    """Fit the preset (or the ``pretrained`` directory's model) to the task and tokenizer: arch check,
+    vocabulary, special ids, task head."""
     task = task_class(train.task)
-    if cfg.arch != task.arch:
+    check_arch(cfg, train.task, pretrained)
+    changes = {} if tok is None else token_changes(cfg, tok, explicit, pretrained)
+    changes.update(task.model_changes(cfg, records, pretrained=pretrained is not None))
+    return head_architecture(cfg.replace(**changes))
+
+
+def check_arch(cfg: ModelConfig, task_name: str, pretrained: str | None) -> None:
+    """Refuse a model of another family than the task trains."""
+    task = task_class(task_name)
+    if cfg.arch == task.arch:
+        return
+    if pretrained is not None:
         raise ConfigError(
-            f"task {train.task!r} trains {_a(task.arch)} model but the preset is {_a(cfg.arch)} "
-            f"model; use e.g. --preset {task.default_preset}"
+            f"task {task_name!r} trains {_a(task.arch)} model but --init-from {pretrained} holds "
+            f"{_a(cfg.arch)} model ({cfg.extra.get('hf_architecture', 'tformer')}), which cannot take its head"
+        )
+    raise ConfigError(
+        f"task {task_name!r} trains {_a(task.arch)} model but the preset is {_a(cfg.arch)} "
+        f"model; use e.g. --preset {task.default_preset}"
+    )
+
+
+def token_changes(
+    cfg: ModelConfig, tok: Any, explicit: dict[str, Any], pretrained: str | None = None
+) -> dict[str, Any]:
+    """The vocabulary size and special ids the tokenizer sets; a mismatch with a fixed vocabulary is an error."""
+    if pretrained is not None and tok.vocab_size != cfg.vocab_size:
+        raise ConfigError(
+            f"vocabulary mismatch: the tokenizer in {pretrained} has {tok.vocab_size} ids but its model has "
+            f"vocab_size={cfg.vocab_size}"
         )
     if "vocab_size" in explicit and explicit["vocab_size"] != tok.vocab_size:
         raise ConfigError(
@@ -90,8 +134,7 @@ def finalize_model_config(
         changes["decoder_start_token_id"] = (
             tok.bos_token_id if tok.bos_token_id is not None else tok.pad_token_id
         )
-    changes.update(task.model_changes(cfg, records))
-    return cfg.replace(**changes)
+    return changes
 
 
 def _a(arch: str) -> str:
@@ -142,37 +185,75 @@ def _new_train_config(spec: RunSpec, train_changes: dict[str, Any]) -> TrainConf
     if "task" in train_changes and train_changes["task"] != task:
         raise ConfigError(f"--task {task} contradicts --set task={train_changes['task']}")
     train_changes.pop("task", None)
-    return TrainConfig(task=task, **{**train_changes, **run_flag_changes(spec)})
+    return TrainConfig(task=task, **{**train_changes, **run_flag_changes(spec), **_finetune_changes(spec)})
+
+
+def _finetune_changes(spec: RunSpec) -> dict[str, Any]:
+    """The TrainConfig changes of ``--init-from``, ``--lora`` and ``--freeze`` (recorded for the run)."""
+    changes: dict[str, Any] = {
+        name: getattr(spec, name) for name in ("init_from", "lora") if getattr(spec, name)
+    }
+    if spec.freeze:
+        changes["freeze"] = list(spec.freeze)
+    return changes
+
+
+def _base_model_config(
+    spec: RunSpec, train: TrainConfig, model_changes: dict[str, Any]
+) -> tuple[str | None, ModelConfig]:
+    """(preset name or None, the config a new run starts from): the ``--init-from`` model's or a preset's."""
+    if spec.init_model is not None:
+        if spec.preset is not None:
+            raise ConfigError("--preset and --init-from both name a model; pass one")
+        return None, pretrained_config(spec.init_model, str(spec.init_from), model_changes)
+    preset = spec.preset or task_class(train.task).default_preset
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; available presets: {', '.join(sorted(PRESETS))}")
+    return preset, get_preset(preset, **model_changes)
 
 
 def _data_and_tokenizer(spec: RunSpec, train: TrainConfig) -> tuple[list[Path], Any, list[Record]]:
-    """The data files, the run's tokenizer (trained on their texts, or the synthetic one) and their records."""
+    """The data, the run's tokenizer (the pretrained model's, one trained on the texts, the synthetic one, or
+    None for a task without) and the data's records."""
     task = task_class(train.task)
     if task.synthetic:
         if spec.data:
             raise ConfigError(f"the {train.task} task makes its own data; drop --data")
         return [], synthetic_tokenizer(train.synthetic_symbols), []
-    paths = check_files(spec.data)
+    paths = task.check_data(spec.data)
     texts, records = task.read_inputs(paths)
+    if not task.uses_tokenizer:
+        return paths, None, records
+    if spec.init_model is not None:
+        return paths, pretrained_tokenizer(str(spec.init_from)), records
     tok = make_tokenizer(train.tokenizer, train.task, texts, train.tokenizer_vocab_size, spec.out / CACHE_DIR)
     return paths, tok, records
+
+
+def pretrained_tokenizer(directory: str) -> Any:
+    """The tokenizer stored beside a pretrained model."""
+    try:
+        return load_tokenizer(directory)
+    except (TformerError, FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"--init-from {directory} holds no tokenizer tformer can read ({e})") from None
 
 
 def prepare_new_run(spec: RunSpec) -> None:
     """Check everything, then write the tokenizer and ``run.json`` into ``spec.out`` (rank 0 only)."""
     model_changes, train_changes = split_overrides(spec.overrides)
     train = _new_train_config(spec, train_changes)
-    preset = spec.preset or task_class(train.task).default_preset
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; available presets: {', '.join(sorted(PRESETS))}")
+    preset, base = _base_model_config(spec, train, model_changes)
     check_out_dir(spec.out, resume=False, overwrite=spec.overwrite)
     paths, tok, records = _data_and_tokenizer(spec, train)
-    model_cfg = finalize_model_config(get_preset(preset, **model_changes), train, tok, records, model_changes)
+    pretrained = str(spec.init_from) if spec.init_model is not None else None
+    model_cfg = finalize_model_config(base, train, tok, records, model_changes, pretrained)
+    check_adaptation(model_cfg, train)
     train = resolve_block_size(train, model_cfg)
     if spec.overwrite and spec.out.exists():
         clear_run(spec.out)
     spec.out.mkdir(parents=True, exist_ok=True)
-    tok.save(spec.out)
+    if tok is not None:
+        tok.save(spec.out)
     info = {
         "format": "tformer-run",
         "version": 1,
@@ -211,11 +292,13 @@ def load_run(spec: RunSpec) -> tuple[TrainConfig, ModelConfig, Any, list[Path]]:
     else:
         train = TrainConfig.from_dict(info["train_config"])
         model_cfg = ModelConfig.from_dict(info["model_config"])
-    tok = load_tokenizer(spec.out)
-    check_vocab(tok, model_cfg, spec.out)
-    if task_class(train.task).synthetic:
+    task = task_class(train.task)
+    tok = load_tokenizer(spec.out) if task.uses_tokenizer else None
+    if tok is not None:
+        check_vocab(tok, model_cfg, spec.out)
+    if task.synthetic:
         return train, model_cfg, tok, []
-    return train, model_cfg, tok, check_files(spec.data if spec.resume and spec.data else info["data"])
+    return train, model_cfg, tok, task.check_data(spec.data if spec.resume and spec.data else info["data"])
 
 
 def run_training(spec: RunSpec) -> RunResult:
@@ -231,11 +314,23 @@ def run_training(spec: RunSpec) -> RunResult:
     task = _build_task_everywhere(TaskSetup(train, tok, model_cfg, paths, spec.out / CACHE_DIR), dist)
     torch.manual_seed(train.seed)  # the same initial weights on every process
     model = build(model_cfg, init=not spec.resume)
+    _fine_tune(model, spec, train, dist.is_main)
     trainer = Trainer(model, task, train, spec.out, tokenizer=tok, log=spec.log, progress=spec.progress)
     if spec.resume:
         trainer.restore()
     metrics = trainer.fit()
     return RunResult(spec.out, metrics, trainer.state.step, trainer.model, tok)
+
+
+def _fine_tune(model: Any, spec: RunSpec, train: TrainConfig, is_main: bool) -> None:
+    """A new run copies the ``--init-from`` weights; every run (resumed too, before its checkpoint is restored)
+    adds its LoRA adapters and freezes what it asks, and rank 0 logs what trains."""
+    log = spec.log or logging.getLogger("tformer.training").info
+    if spec.init_model is not None and not spec.resume:
+        start_from(model, spec.init_model, log if is_main else lambda _: None)
+    trainable = adapt(model, train)
+    if is_main and (train.lora or train.freeze or train.init_from):
+        log(trainable)
 
 
 def _build_task_everywhere(setup: TaskSetup, dist: distributed.DistInfo) -> Task:

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from tformer.peft.finetune import layerwise_groups
 from tformer.training.config import TrainConfig
 
 
@@ -36,6 +37,8 @@ def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool =
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW over ``param_groups``; fused kernels where the device has them (CPU and CUDA in torch >= 2.4)."""
     groups = param_groups(model, cfg.weight_decay, cfg.decay_embeddings)
+    if cfg.layer_lr_decay < 1.0:
+        groups = layerwise_groups(model, groups, cfg.layer_lr_decay)
     fused = cfg.fused_optimizer and device.type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)
 
@@ -76,6 +79,6 @@ def lr_at(step: int, cfg: TrainConfig, d_model: int) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set ``lr`` on every parameter group (the schedule is applied by hand each step)."""
+    """Set every group's rate to ``lr`` times its ``lr_scale`` (layer-wise decay; 1 by default)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -29,7 +29,7 @@ _RUN_FILES = (
     "vocab.txt",
     "tokenizer_config.json",
 )
-_RUN_DIRS = ("checkpoints", "best")
+_RUN_DIRS = ("checkpoints", "best", "adapter")
 
 
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from tformer.errors import TformerError
+from tformer.peft import lora_layers, merged_copy, save_adapter
 from tformer.training import distributed
 from tformer.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from tformer.training.config import TrainConfig
@@ -178,8 +179,13 @@ class Trainer:
         distributed.barrier(self.dist)
 
     def export(self, directory: Path) -> None:
-        """``save_pretrained`` plus the tokenizer: a directory generation can load."""
-        self.model.save_pretrained(directory)
+        """``save_pretrained`` plus the tokenizer: a directory generation can load. A LoRA run writes the
+        model with its adapters merged, and the adapter alone in ``adapter/``."""
+        model = self.model
+        if lora_layers(model):
+            save_adapter(model, Path(directory) / "adapter")
+            model = merged_copy(model)
+        model.save_pretrained(directory)
         if self.tokenizer is not None:
             self.tokenizer.save(directory)
 

@@ -18,6 +18,7 @@ from tformer.training.tasks.base import (
 )
 from tformer.training.tasks.classify import ClassifyTask
 from tformer.training.tasks.clm import CLMTask
+from tformer.training.tasks.images import ImageClassifyTask
 from tformer.training.tasks.mlm import MLMTask, mask_tokens
 from tformer.training.tasks.registry import TASK_NAMES, TASKS, build_task, task_class
 from tformer.training.tasks.seq2seq import Seq2SeqTask, collate_pairs, greedy_decode
@@ -30,6 +31,7 @@ __all__ = [
     "CLMTask",
     "ClassifyTask",
     "ExampleTask",
+    "ImageClassifyTask",
     "IndexStream",
     "MLMTask",
     "Seq2SeqTask",

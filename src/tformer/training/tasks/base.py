@@ -20,7 +20,7 @@ import torch
 from tformer.config import ModelConfig
 from tformer.errors import DataError
 from tformer.training.config import TrainConfig
-from tformer.training.tasks.files import read_records, read_text
+from tformer.training.tasks.files import check_files, read_records, read_text
 
 Batch = dict[str, torch.Tensor]
 Record = tuple[str, str]
@@ -160,6 +160,8 @@ class Task(ABC):
     default_preset: str
     #: The task makes its own examples and tokenizer (no data files).
     synthetic = False
+    #: The task reads tokens (False: its inputs are not text, and a run has no tokenizer).
+    uses_tokenizer = True
     #: Special tokens of a tokenizer trained for the task, its unknown token, and the roles it must have
     #: (``"pad"``: ``tokenizer.pad_token_id`` is set).
     tokenizer_specials: tuple[str, ...] = ()
@@ -180,13 +182,23 @@ class Task(ABC):
         """The task over ``setup``'s data (see ``TaskSetup``)."""
 
     @classmethod
+    def check_data(cls, data: Sequence[str]) -> list[Path]:
+        """The ``--data`` sources as paths, each checked (text tasks: readable files)."""
+        return check_files(data)
+
+    @classmethod
     def read_inputs(cls, paths: Sequence[Path]) -> tuple[list[str], list[Record]]:
         """(texts to train a tokenizer on, records): text tasks read whole files and have no records."""
         return [read_text(p) for p in paths], []
 
     @classmethod
-    def model_changes(cls, config: ModelConfig, records: Sequence[Record]) -> dict[str, Any]:
-        """ModelConfig fields the task sets on a new run's preset (its head), from the data's records."""
+    def model_changes(
+        cls, config: ModelConfig, records: Sequence[Record], pretrained: bool = False
+    ) -> dict[str, Any]:
+        """ModelConfig fields the task sets on a new run's model (its head), from the data's records.
+
+        ``pretrained``: ``config`` is a pretrained model's, whose weights fix its shapes (a new run's preset
+        may still be fitted to the data)."""
         return {}
 
     def micro_index(self, step: int, micro: int) -> int:

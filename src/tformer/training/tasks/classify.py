@@ -85,7 +85,9 @@ class ClassifyTask(ExampleTask):
         )
 
     @classmethod
-    def model_changes(cls, config: ModelConfig, records: Sequence[Record]) -> dict[str, Any]:
+    def model_changes(
+        cls, config: ModelConfig, records: Sequence[Record], pretrained: bool = False
+    ) -> dict[str, Any]:
         """A classification head over the data's labels (their names kept in ``extra["labels"]``)."""
         labels = label_names([r[1] for r in records])
         return {
@@ -99,14 +101,18 @@ class ClassifyTask(ExampleTask):
         ids, mask = pad_rows([e[0] for e in examples], self.pad_id)
         return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e[1] for e in examples])}
 
+    def logits(self, model: Any, batch: Batch) -> torch.Tensor:
+        """The model's (B, num_labels) logits for a batch."""
+        return model(batch["input_ids"], batch["attention_mask"]).logits
+
     def loss(self, model: Any, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
         """Mean cross-entropy of the (B, num_labels) logits against the labels."""
-        logits = model(batch["input_ids"], batch["attention_mask"]).logits  # (B, num_labels)
+        logits = self.logits(model, batch)  # (B, num_labels)
         return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=label_smoothing)
 
     def eval_sums(self, model: Any, batch: Batch) -> dict[str, float]:
         """Summed loss, example count and correct predictions of the batch."""
-        logits = model(batch["input_ids"], batch["attention_mask"]).logits.float()
+        logits = self.logits(model, batch).float()
         loss = F.cross_entropy(logits, batch["labels"], reduction="sum")
         correct = (logits.argmax(-1) == batch["labels"]).sum()
         return {"loss_sum": float(loss), "count": float(len(batch["labels"])), "correct": float(correct)}

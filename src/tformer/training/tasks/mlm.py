@@ -115,7 +115,9 @@ class MLMTask(Task):
         )
 
     @classmethod
-    def model_changes(cls, config: ModelConfig, records: Sequence[Record]) -> dict[str, Any]:
+    def model_changes(
+        cls, config: ModelConfig, records: Sequence[Record], pretrained: bool = False
+    ) -> dict[str, Any]:
         """An MLM head on the encoder."""
         return {"head": "mlm"}
 

@@ -12,6 +12,7 @@ from tformer.training.config import TaskName
 from tformer.training.tasks.base import Task, TaskSetup
 from tformer.training.tasks.classify import ClassifyTask
 from tformer.training.tasks.clm import CLMTask
+from tformer.training.tasks.images import ImageClassifyTask
 from tformer.training.tasks.mlm import MLMTask
 from tformer.training.tasks.seq2seq import Seq2SeqTask
 from tformer.training.tasks.synthetic import SyntheticTask
@@ -24,6 +25,7 @@ TASKS: dict[TaskName, type[Task]] = {
     "classify": ClassifyTask,
     "copy": SyntheticTask,
     "reverse": SyntheticTask,
+    "image-classify": ImageClassifyTask,
 }
 TASK_NAMES: tuple[TaskName, ...] = tuple(TASKS)
 
