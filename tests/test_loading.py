@@ -105,6 +105,7 @@ def test_a_dtype_weights_cannot_be_cast_to_is_refused(tmp_path):
         ("mixtral-tiny", {}),
         *[("bert-tiny", {"attention_kind": k}) for k in ("local_global", "block_sparse", "linformer")],
         ("gpt-tiny", {"attention_kind": "performer"}),  # its random features: a persistent buffer
+        ("vit-tiny", {}),
     ],
 )
 def test_loading_rebuilds_buffers_and_ties_of_a_freshly_built_model(tmp_path, preset, overrides):
@@ -112,9 +113,13 @@ def test_loading_rebuilds_buffers_and_ties_of_a_freshly_built_model(tmp_path, pr
     object (T5/BART's shared embedding, GPT-2's head)."""
     model = _saved(tmp_path, preset, **overrides)
     loaded = tformer.from_pretrained(tmp_path)
-    ids = torch.randint(0, 500, (1, 8))
-    kw = {"decoder_input_ids": ids} if model.config.arch == "encoder_decoder" else {}
-    assert torch.equal(loaded(ids, **kw).logits, model(ids, **kw).logits)
+    if model.config.arch == "vit":
+        c = model.config
+        inputs, kw = torch.randn(1, c.num_channels, c.image_size, c.image_size), {}
+    else:
+        inputs = torch.randint(0, 500, (1, 8))
+        kw = {"decoder_input_ids": inputs} if model.config.arch == "encoder_decoder" else {}
+    assert torch.equal(loaded(inputs, **kw).logits, model(inputs, **kw).logits)
     built, got = dict(model.named_buffers()), dict(loaded.named_buffers())
     assert built.keys() == got.keys()
     assert all(torch.equal(built[n], got[n]) and built[n].dtype == got[n].dtype for n in built)

@@ -2,7 +2,8 @@
 
 Each check runs in a child process that imports tformer, takes its resident memory as the baseline, resets
 the kernel's high-water mark (``/proc/self/clear_refs``; a sampling thread where that is refused), then
-loads, runs one forward pass, and (for the save check) writes the model and a training checkpoint. The peak
+loads, runs one forward pass, and (for the save check) writes the model (tformer's format and Hugging
+Face's) and a training checkpoint. The peak
 above the baseline must stay under 1.3x the loaded weights' bytes; the old loader (fp32 model, every tensor
 read, converted and copied) peaked at 3-4x.
 
@@ -90,6 +91,7 @@ after_touch = peak.now()
 after_save = None
 if save_to:
     model.save_pretrained(save_to)
+    model.save_pretrained(save_to + "-hf", format="hf")  # q/k/v split again, as views
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # no optimizer state: the model is the payload
     save_checkpoint(save_to + "/ckpt.pt", model=model, optimizer=optimizer, step=0, scheduler={},
                     train_config={}, trainer_state={}, data_position={})
