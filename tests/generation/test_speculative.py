@@ -297,6 +297,12 @@ def test_bad_input_gets_one_line_errors(pairs):
         (target, {"assistant_model": drafts["close"], "use_cache": False}, "needs the key/value caches"),
         (target, {"assistant_model": target}, "another model than the one generating"),
         (Wrapped(target), {"prompt_lookup_num_tokens": 3}, "caches can be rewound"),
+        (target, {"prompt_lookup_num_tokens": 3, "min_new_tokens": 2}, "min_new_tokens is not supported"),
+        (
+            target,
+            {"assistant_model": drafts["close"], "no_repeat_ngram_size": 2},
+            "no_repeat_ngram_size is not",
+        ),
     ]
     for model, options, message in cases:
         with pytest.raises(GenerationError, match=message) as info:

@@ -224,6 +224,7 @@ def _speculative_stream(
     stop: StopStrings | None,
 ) -> TokenStream:
     """``stream_generate`` with a draft model or prompt lookup (``tformer.generation.speculative``)."""
+    _refuse_position_rules(cfg)
     decoder_only = cast(CausalLM, model)  # SpeculativeDecoder refuses encoder-decoders
     with torch.inference_mode():
         input_ids, attention_mask = decoder_prompt(decoder_only, input_ids, attention_mask, cfg)
@@ -236,7 +237,31 @@ def _speculative_stream(
             decoder.rows.sequences(), num_drafted=decoder.num_drafted, num_accepted=decoder.num_accepted
         )
 
-    return TokenStream(steps())
+    return TokenStream(steps(), cfg)
+
+
+# processors that read the length or the n-grams of the text so far: the drafted positions of one round
+# would each need their own prefix, which the verification pass does not build
+_POSITION_RULES = (
+    "min_new_tokens",
+    "min_length",
+    "no_repeat_ngram_size",
+    "bad_words_ids",
+    "begin_suppress_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "output_scores",
+)
+
+
+def _refuse_position_rules(cfg: GenerationConfig) -> None:
+    """A one-line error for an option that speculative decoding does not apply exactly."""
+    for name in _POSITION_RULES:
+        if getattr(cfg, name) not in (None, False, 0, []):
+            raise GenerationError(
+                f"{name} is not supported with speculative decoding (assistant_model / prompt_lookup_num_tokens);"
+                " drop one of them"
+            )
 
 
 def _steps(

@@ -124,59 +124,78 @@ class TransformerStack(nn.Module):
         """
         maps = self._map_selection(attention_layers, heads) if output_attentions else None
         B, T = input_ids.shape
-        device = input_ids.device
         aligned = input_pos is None and not self.caching
         if input_pos is None:
             if self.caching:
                 raise ValueError("a model with caches set up needs input_pos (the positions of these tokens)")
-            input_pos = torch.arange(T, device=device)
+            input_pos = torch.arange(T, device=input_ids.device)
         if position_ids is None:
             position_ids = input_pos[None].expand(B, T)
         x = self.embed(input_ids, position_ids, token_type_ids)
+        mask, is_causal = self._self_attention_mask(
+            input_pos, attention_mask, global_attention_mask, x.dtype, aligned
+        )
+        layer_kwargs = dict(
+            mask=mask,
+            is_causal=is_causal,
+            rope=self.rotary(position_ids, x.dtype) if self.rotary is not None else None,
+            input_pos=input_pos,
+            memory=memory,
+            memory_mask=padding_mask_bias(memory_mask, x.dtype) if memory is not None else None,
+        )
+        x, attentions, router_logits = self._run_layers(x, layer_kwargs, maps, output_attentions)
+        if self.norm is not None:
+            x = self.norm(x)
+        return StackOutput(x, attentions, router_logits)
 
+    def _self_attention_mask(
+        self,
+        input_pos: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        global_attention_mask: torch.Tensor | None,
+        dtype: torch.dtype,
+        aligned: bool,
+    ) -> tuple[torch.Tensor | MaskSpec | None, bool]:
+        """The self-attention mask of queries at ``input_pos`` (T,) over every key they may see.
+
+        Exact attention gets an additive (B|1, 1|H, T, S) mask (or None with ``is_causal``); an efficient
+        attention kind gets the mask described (``MaskSpec``), never a dense (T, S) matrix.
+        """
         cache = self.layers[0].attn.cache
         k_pos = cache.key_positions(input_pos) if self.caching else input_pos
+        if self.layers[0].attn.kind is not None:
+            return MaskSpec.build(input_pos, k_pos, attention_mask, global_attention_mask), self.causal
+        if global_attention_mask is not None:
+            raise ValueError(
+                "global_attention_mask needs attention_kind='local_global' (it has global tokens)"
+            )
         # one new token that sees every cached key needs no causal mask: with no padding/bias the attention
         # then runs unmasked (the fast path of every kernel)
+        T = input_pos.numel()
         causal = self.causal and not (T == 1 and self.caching and cache.single_query_sees_all_keys)
-        bias = self.position_bias(input_pos, k_pos) if self.position_bias is not None else None
-        if self.layers[0].attn.kind is not None:
-            # an efficient attention kind gets the mask described, never a dense (T, S) matrix
-            mask: torch.Tensor | MaskSpec | None = MaskSpec.build(
-                input_pos, k_pos, attention_mask, global_attention_mask
-            )
-            is_causal = self.causal
-        else:
-            if global_attention_mask is not None:
-                raise ValueError(
-                    "global_attention_mask needs attention_kind='local_global' (it has global tokens)"
-                )
-            key_padding = None
-            if attention_mask is not None and not bool(attention_mask.all()):
-                key_padding = padding_at(attention_mask, k_pos)
-            mask, is_causal = build_attention_mask(
-                input_pos,
-                k_pos,
-                causal=causal,
-                dtype=x.dtype,
-                sliding_window=self.sliding_window,
-                key_padding=key_padding,
-                bias=bias,
-                aligned=aligned,
-            )
-        rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
-        cross_mask = padding_mask_bias(memory_mask, x.dtype) if memory is not None else None
+        key_padding = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            key_padding = padding_at(attention_mask, k_pos)
+        return build_attention_mask(
+            input_pos,
+            k_pos,
+            causal=causal,
+            dtype=dtype,
+            sliding_window=self.sliding_window,
+            key_padding=key_padding,
+            bias=self.position_bias(input_pos, k_pos) if self.position_bias is not None else None,
+            aligned=aligned,
+        )
 
+    def _run_layers(
+        self, x: torch.Tensor, layer_kwargs: dict, maps: MapSelection | None, output_attentions: bool
+    ) -> tuple[torch.Tensor, list[LayerWeights] | None, tuple[torch.Tensor, ...]]:
+        """x (B, T, d_model) through every block; also each block's maps and MoE router logits."""
         attentions: list[LayerWeights] | None = [] if output_attentions else None
         router_logits: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             kwargs = dict(
-                mask=mask,
-                is_causal=is_causal,
-                rope=rope,
-                input_pos=input_pos,
-                memory=memory,
-                memory_mask=cross_mask,
+                layer_kwargs,
                 need_weights=maps is not None and i in maps.layers,
                 weight_heads=maps.heads if maps is not None else None,
             )
@@ -191,6 +210,4 @@ class TransformerStack(nn.Module):
             ffn = layer.ffn
             if isinstance(ffn, MoEFeedForward) and ffn.router_logits is not None:  # the call just made
                 router_logits.append(ffn.router_logits)
-        if self.norm is not None:
-            x = self.norm(x)
-        return StackOutput(x, attentions, tuple(router_logits))
+        return x, attentions, tuple(router_logits)
