@@ -75,6 +75,23 @@ def test_max_length_counts_the_prompt(families, family):
     assert torch.equal(got, ref) and got.shape[1] == start + 7
 
 
+def test_an_explicit_eos_token_id_none_turns_eos_off():
+    """As in Hugging Face: ``eos_token_id=None`` passed to generate means no EOS, not the model's default
+    (which applies only when the caller leaves the option out)."""
+    from tformer.config import ModelConfig
+    from tformer.generation.config import GenerationConfig
+
+    model_config = ModelConfig(arch="decoder", vocab_size=8, d_model=8, n_layers=1, n_heads=2, eos_token_id=2)
+    defaults = GenerationConfig(eos_token_id=2)
+    for kwargs, expected in (({"eos_token_id": None}, None), ({}, 2), ({"eos_token_id": 5}, 5)):
+        cfg = GenerationConfig.from_kwargs(kwargs, defaults)
+        cfg.resolve_special_tokens(model_config, encoder_decoder=False)
+        assert cfg.eos_token_id == expected, kwargs
+    cfg = GenerationConfig.from_kwargs({}, None)  # no defaults: the model config's
+    cfg.resolve_special_tokens(model_config, encoder_decoder=False)
+    assert cfg.eos_token_id == 2
+
+
 @pytest.mark.parametrize("mode", [GREEDY, BEAM], ids=["greedy", "beam"])
 @pytest.mark.parametrize("family", ["llama", "t5"])
 def test_forced_eos_token_id_ends_at_max_length(families, family, mode):

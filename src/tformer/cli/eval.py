@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from tformer.cli.generate import DTYPES
 from tformer.training.tasks import TASK_NAMES
 
 
@@ -15,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from tformer.training.evaluate import evaluate_model, infer_task
     from tformer.training.tasks import task_class
 
-    model = from_pretrained(args.model, device=args.device)
+    model = from_pretrained(args.model, device=args.device, dtype=args.dtype)
     task = args.task or infer_task(Path(args.model), model.config)
     metrics = evaluate_model(
         model,
@@ -56,5 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-size", type=int, default=None, help="default: the training block size")
     p.add_argument("--max-batches", type=int, default=None, help="evaluate at most this many batches")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="weights' dtype (default: the checkpoint's)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

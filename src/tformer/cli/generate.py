@@ -14,7 +14,7 @@ from pathlib import Path
 from tformer.cli import speculative_options
 from tformer.errors import ConfigError, DataError
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def read_prompt(args: argparse.Namespace) -> str:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from tformer.kernels import native_kernels
 
     tok = load_tokenizer_for(args.model, args.tokenizer)
-    model = tformer.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
+    model = tformer.from_pretrained(args.model, dtype=args.dtype)
     if model.config.arch == "encoder":
         raise ConfigError(f"{args.model} holds an encoder-only model, which cannot generate text")
     prompt = read_prompt(args)
@@ -175,7 +175,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-echo", action="store_true", help="print only the generated text, not the prompt")
     p.add_argument("--no-cache", action="store_true", help="recompute everything each step (slow; reference)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument(
+        "--dtype", default="auto", choices=DTYPES, help="weights' dtype (default: the checkpoint's)"
+    )
     speculative_options.add_arguments(p)
     p.add_argument(
         "--native-kernels",

@@ -85,6 +85,8 @@ class GenerationConfig:
     crop_context: bool = False
     # set by resolve_lengths: tokens before the first generated one (prompt, or the decoder start token)
     input_length: int | None = field(default=None, init=False, repr=False)
+    # set by from_kwargs: a caller's explicit eos_token_id=None turns EOS off, as in Hugging Face
+    eos_disabled: bool = field(default=False, init=False, repr=False)
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -116,7 +118,9 @@ class GenerationConfig:
                 base.pop(total, None)
             elif new in base:
                 base.pop(total, None)
-        return cls(**{**base, **kwargs})
+        config = cls(**{**base, **kwargs})
+        config.eos_disabled = "eos_token_id" in kwargs and kwargs["eos_token_id"] is None
+        return config
 
     def explicit(self) -> dict[str, Any]:
         """The options whose values differ from the defaults (what a generation_config.json would hold)."""
@@ -257,7 +261,7 @@ class GenerationConfig:
 
     def resolve_special_tokens(self, model_config: ModelConfig, encoder_decoder: bool) -> None:
         """Fill unset special tokens from the model config, as Hugging Face's generate does."""
-        if self.eos_token_id is None:
+        if self.eos_token_id is None and not self.eos_disabled:
             self.eos_token_id = model_config.eos_token_id
         if self.pad_token_id is None:
             self.pad_token_id = model_config.pad_token_id

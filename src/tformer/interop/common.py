@@ -1,5 +1,9 @@
 """Shared pieces of the Hugging Face converters, both directions: the Converter type, renaming by rules (and
-the inverted rules of export), fusing and splitting q/k/v, config helpers."""
+the inverted rules of export), fusing and splitting q/k/v, config helpers.
+
+On import, converters take and return name -> tensor dicts whose values may be plain tensors or lazy ones
+(``tformer.interop.lazy``): the loader passes lazy tensors, so a conversion only plans what to read.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ import torch
 
 from tformer.config import ModelConfig
 from tformer.errors import CheckpointError, ConfigError
+from tformer.interop.lazy import TensorLike, cat, equal
 
-Tensors = dict[str, torch.Tensor]
+Tensors = dict[str, TensorLike]
 
 # Hugging Face activation names -> tformer's
 ACTIVATIONS = {
@@ -137,7 +142,7 @@ def fuse_qkv(tensors: Tensors, n_layers: int, src: str, dst: str, names=("q", "k
             if len({tuple(t.shape[1:]) for t in parts}) > 1:  # torch.cat would fail without naming a tensor
                 shapes = ", ".join(f"{k!r} {tuple(t.shape)}" for k, t in zip(keys, parts))
                 raise CheckpointError(f"shape mismatch: cannot fuse {shapes}")
-            out[f"{dst.format(i=i)}.{kind}"] = torch.cat(parts, dim=0)
+            out[f"{dst.format(i=i)}.{kind}"] = cat(parts, dim=0)
     return out
 
 
@@ -260,7 +265,7 @@ def stores_distinct(tensors: Tensors, head: str, embedding: str) -> bool:
 
     transformers 5 then leaves the two untied whatever config.json says (e.g. a T5 v1.1 re-saved by it).
     """
-    return head in tensors and embedding in tensors and not torch.equal(tensors[head], tensors[embedding])
+    return head in tensors and embedding in tensors and not equal(tensors[head], tensors[embedding])
 
 
 def untie_stored_head(config: ModelConfig, tensors: Tensors, head: str, *embeddings: str) -> ModelConfig:
@@ -285,7 +290,7 @@ def merge_alias(tensors: Tensors, alias: str, target: str) -> Tensors:
     value = tensors.pop(alias)
     if target not in tensors:
         tensors[target] = value
-    elif not torch.equal(tensors[target], value):
+    elif not equal(tensors[target], value):
         raise CheckpointError(
             f"checkpoint stores {alias!r} with values different from {target!r}; "
             "tformer shares one embedding between them"

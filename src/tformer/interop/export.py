@@ -22,8 +22,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
-
 from tformer.config import ModelConfig
 from tformer.errors import CheckpointError, ConfigError
 from tformer.generation.hf_config import FILE_NAME as GENERATION_CONFIG_NAME
@@ -31,7 +29,8 @@ from tformer.generation.hf_config import to_hf_dict
 from tformer.interop import bert
 from tformer.interop.common import Tensors
 from tformer.interop.hf import CONVERTERS, MODEL_TYPES
-from tformer.io import CONFIG_NAME, WEIGHTS_NAME, atomic_write, unique_state_dict
+from tformer.interop.lazy import InMemory
+from tformer.io import CONFIG_NAME, WEIGHTS_NAME, atomic_write, unique_state_dict, write_safetensors
 from tformer.models import TransformerModel
 from tformer.models.formats import register_save_format
 from tformer.tokenizers import Tokenizer
@@ -149,10 +148,12 @@ def hf_config(config: ModelConfig, architecture: str) -> dict[str, Any]:
 
 
 def hf_tensors(model: TransformerModel, architecture: str) -> Tensors:
-    """The model's tensors in ``architecture``'s names, as its model.safetensors holds them."""
+    """The model's tensors in ``architecture``'s names, as its model.safetensors holds them: lazy tensors over
+    the model's own, each computed (split, transposed) only when it is written."""
     conv = CONVERTERS[architecture]
     assert conv.state_dict_to_hf is not None
-    return conv.state_dict_to_hf(unique_state_dict(model), model.config, architecture)
+    lazy = {name: InMemory(t) for name, t in unique_state_dict(model).items()}
+    return conv.state_dict_to_hf(lazy, model.config, architecture)
 
 
 def _existing_model_files(path: Path) -> list[Path]:
@@ -214,7 +215,7 @@ def save_hf(
     _check_target(path, overwrite)
     stale = _existing_model_files(path) if path.is_dir() else []
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(path / WEIGHTS_NAME, lambda tmp: write_safetensors(tmp, tensors, metadata={"format": "pt"}))
     for name, text in texts.items():
         _write_text(path / name, text)
     for old in stale:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch.overrides import TorchFunctionMode
+
 from tformer.config import ModelConfig
 from tformer.errors import ConfigError
 from tformer.models.base import TransformerModel
 from tformer.models.decoder import DecoderLM
 from tformer.models.encoder import EncoderModel
 from tformer.models.encoder_decoder import EncoderDecoderLM
-from tformer.models.init import init_weights
+from tformer.models.init import init_weights, reset_buffers
 from tformer.models.outputs import ModelOutput
 from tformer.models.vit import ViTModel
 from tformer.presets import get_preset
@@ -41,6 +44,40 @@ def build(config: ModelConfig | str, init: bool = True, **overrides: Any) -> Tra
     return model
 
 
+# The in-place fills module constructors run to initialise weights (tensor methods and torch.nn.init).
+_INIT_FILLS = frozenset(
+    "normal_ uniform_ zero_ fill_ random_ copy_ trunc_normal_ constant_ ones_ zeros_ eye_ dirac_ "
+    "kaiming_uniform_ kaiming_normal_ xavier_uniform_ xavier_normal_ orthogonal_ sparse_".split()
+)
+
+
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Skip weight-initialising fills of meta tensors: there is nothing to fill, yet torch runs some of them
+    (``normal_``, ``uniform_``) through Python reference code that imports ``torch._dynamo`` on first use
+    (seconds and ~70 MB). (A constructor that computes on its weights, as Linformer's ``randn(...) / sqrt(k)``,
+    still pays that import once.)"""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by keyword
+        if (
+            getattr(func, "__name__", None) in _INIT_FILLS
+            and isinstance(target, torch.Tensor)
+            and target.is_meta
+        ):
+            return target
+        return func(*args, **kwargs)
+
+
+def build_empty(config: ModelConfig) -> TransformerModel:
+    """The model of ``config`` with every tensor on the meta device: its structure and tied weights, no memory
+    and no initialisation. A loader assigns the weights, then calls :func:`reset_buffers`."""
+    with torch.device("meta"), _SkipInitOnMeta():
+        model = MODEL_CLASSES[config.arch](config)
+    model.set_attn_impl(config.attn_impl)
+    return model
+
+
 __all__ = [
     "DecoderLM",
     "EncoderDecoderLM",
@@ -49,4 +86,6 @@ __all__ = [
     "TransformerModel",
     "ViTModel",
     "build",
+    "build_empty",
+    "reset_buffers",
 ]

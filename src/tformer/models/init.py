@@ -1,4 +1,5 @@
-"""Weight initialisation as each family's paper or reference implementation does it."""
+"""Weight initialisation as each family's paper or reference implementation does it, and the derived
+buffers of a model built on the meta device."""
 
 from __future__ import annotations
 
@@ -80,3 +81,16 @@ def init_weights(model: nn.Module, cfg: ModelConfig) -> None:
                 nn.init.ones_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def reset_buffers(model: nn.Module, device: torch.device | str | None = None) -> None:
+    """Recompute the derived buffers (RoPE frequencies, sinusoid tables, ALiBi slopes) on ``device``.
+
+    They are not stored in checkpoints, so a model built on the meta device gets them here; every module
+    with such buffers defines ``reset_buffers()``.
+    """
+    with torch.device(device or "cpu"):
+        for m in model.modules():
+            reset = getattr(m, "reset_buffers", None)
+            if callable(reset):
+                reset()

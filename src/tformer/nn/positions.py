@@ -2,6 +2,10 @@
 queries and keys (RoPE), and additive attention biases (ALiBi, T5 relative buckets).
 
 Shapes: B batch, T query length, S key length, H heads, D head_dim.
+
+Tables derived from the constructor's arguments are non-persistent buffers that a module recomputes in
+``reset_buffers()``: a model built on the meta device (``tformer.models.build_empty``) gets them back from
+there, on the device the weights are loaded to.
 """
 
 from __future__ import annotations
@@ -11,6 +15,14 @@ from typing import Any
 
 import torch
 from torch import nn
+
+
+def table_device() -> torch.device:
+    """Where ``reset_buffers()`` computes a table: the default device, but the CPU while a model is built on the
+    meta device (torch runs ``arange`` & co. there through reference code that imports ``torch._dynamo``,
+    seconds and ~70 MB; the tables are small, and the loader recomputes them where the weights go)."""
+    device = torch.get_default_device()
+    return torch.device("cpu") if device.type == "meta" else device
 
 
 class LearnedPositionalEmbedding(nn.Embedding):
@@ -44,7 +56,14 @@ class SinusoidalPositionalEmbedding(nn.Module):
 
     def __init__(self, max_positions: int, dim: int) -> None:
         super().__init__()
-        self.register_buffer("table", sinusoidal_table(max_positions, dim), persistent=False)
+        self.max_positions, self.dim = max_positions, dim
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the table, e.g. after construction on the meta device."""
+        with torch.device(table_device()):
+            table = sinusoidal_table(self.max_positions, self.dim)
+        self.register_buffer("table", table, persistent=False)
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, d_model)
         """The table rows of (B, T) position ids: (B, T, dim)."""
@@ -76,7 +95,14 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, theta: float = 10000.0, scaling: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.register_buffer("inv_freq", rope_inverse_frequencies(head_dim, theta, scaling), persistent=False)
+        self.head_dim, self.theta, self.scaling = head_dim, theta, scaling
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the inverse frequencies, e.g. after construction on the meta device."""
+        with torch.device(table_device()):
+            inv_freq = rope_inverse_frequencies(self.head_dim, self.theta, self.scaling)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin for each position, each (B, T, D)."""
@@ -116,7 +142,14 @@ class ALiBiBias(nn.Module):
 
     def __init__(self, n_heads: int) -> None:
         super().__init__()
-        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
+        self.n_heads = n_heads
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the slopes, e.g. after construction on the meta device."""
+        with torch.device(table_device()):
+            slopes = alibi_slopes(self.n_heads)
+        self.register_buffer("slopes", slopes, persistent=False)
 
     def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
         """q_pos (T,), k_pos (S,) -> additive bias (1, H, T, S)."""
