@@ -34,7 +34,7 @@ SETTINGS = [
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--max-steps", type=int, default=3000)
     p.add_argument("--out", type=Path, default=Path("runs/vit-digits"))
     p.add_argument("--write-results", action="store_true", help="write the result into RESULTS.md")
     args = p.parse_args()
