@@ -21,3 +21,9 @@ class DataError(TformerError, ValueError):
 
 class InputError(TformerError, ValueError):
     """Model inputs the model cannot represent: token ids outside its vocabulary, positions past its context."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

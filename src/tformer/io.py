@@ -32,7 +32,7 @@ import torch
 
 from tformer._version import __version__
 from tformer.config import ModelConfig
-from tformer.errors import CheckpointError, ConfigError
+from tformer.errors import CheckpointError, ConfigError, first_line
 
 FORMAT = "tformer"
 FORMAT_VERSION = 1
@@ -352,12 +352,12 @@ def _load_pickle(file: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
     except pickle.UnpicklingError as e:  # weights_only refuses arbitrary objects: never run
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"refusing to load {file}: it is not a plain tensor file ({first})") from None
-    except Exception as e:  # a truncated zip archive, an empty file, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"{file} is not a readable PyTorch weights file ({first}); it may be truncated"
+            f"refusing to load {file}: it is not a plain tensor file ({first_line(e)})"
+        ) from None
+    except Exception as e:  # a truncated zip archive, an empty file, ...
+        raise CheckpointError(
+            f"{file} is not a readable PyTorch weights file ({first_line(e)}); it may be truncated"
         ) from None
 
 

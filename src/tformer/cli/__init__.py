@@ -18,7 +18,7 @@ import sys
 import warnings
 
 from tformer._version import __version__
-from tformer.errors import TformerError
+from tformer.errors import TformerError, first_line
 
 # Modules under tformer.cli that provide subcommands, in the order shown by --help.
 _COMMAND_MODULES = (
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace, command: argparse.ArgumentParser | None) -> i
         PermissionError,
         UnicodeDecodeError,
     ) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         print(f"tformer: error: {cli_wording(msg, command)}", file=sys.stderr)
         return 2
 

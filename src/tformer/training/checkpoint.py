@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tformer.errors import CheckpointError
+from tformer.errors import CheckpointError, first_line
 from tformer.io import atomic_write
 
 FORMAT = "tformer-train-checkpoint"
@@ -89,7 +89,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file or pickled objects weights_only refuses
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(
             f"cannot read checkpoint {path} ({first}); the file is damaged or truncated: resume from a "
             "copy, or start over with --overwrite"
